@@ -1,0 +1,31 @@
+"""jupyter-ext: run notebook cells as jobs (local processes or Kubernetes) and watch them live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .app import JupyterExt
+
+    return [{"module": "jupyter_ext", "app": JupyterExt}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "jupyter-ext"}]
+
+
+def artifact_path(name: str) -> Path:
+    """Where a notebook should write a file it wants kept as an artifact of its job.
+
+    Inside a job this is the step's artifacts folder; run interactively it is ./artifacts.
+    """
+    base = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR", "artifacts"))
+    path = base / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+

@@ -1,0 +1,102 @@
+"""The server extension: configuration (traitlets) and wiring, nothing else.
+
+Everything is a traitlets option, e.g. in jupyter_server_config.py:
+
+    c.JupyterExt.backend = "local"
+    c.JupyterExt.data_dir = "/srv/jupyter-ext"
+    c.LocalBackend.gpus = ["0", "1"]
+    c.LocalBackend.max_concurrent = 4
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Dict, Type, Unicode, default
+
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .handlers import handlers
+from .orchestrator import Orchestrator
+from .store import AsyncStore, Store
+
+
+def local_user() -> str:
+    """The account running this process: owner of every job in a personal server."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+def default_data_dir() -> str:
+    return os.environ.get("JUPYTER_EXT_DATA_DIR") or str(Path(jupyter_data_dir()) / "jupyter_ext")
+
+
+class JupyterExt(ExtensionApp):
+    """jupyter-ext server extension: REST/WebSocket API, job store, orchestrator, backends."""
+
+    name = "jupyter_ext"
+    load_other_extensions = True
+
+    backend = Unicode(
+        "local",
+        help="Backend used when a job does not name one: 'local' (processes on this machine) or 'kubernetes'.",
+    ).tag(config=True)
+
+    data_dir = Unicode(
+        help="Folder for the job database, step notebooks, event files and artifacts "
+        "(default: $JUPYTER_EXT_DATA_DIR, else <jupyter data dir>/jupyter_ext).",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return default_data_dir()
+
+    db_path = Unicode(
+        help="SQLite database of jobs, steps and events (default: <data_dir>/jobs.db).",
+    ).tag(config=True)
+
+    @default("db_path")
+    def _default_db_path(self) -> str:
+        return str(Path(self.data_dir) / "jobs.db")
+
+    backend_classes = Dict(
+        default_value={"local": LocalBackend},
+        help="Backends by name (name -> Backend subclass). Each is configured under its class name.",
+    ).tag(config=True)
+
+    local_backend_class = Type(LocalBackend, klass=Backend, help="Class of the 'local' backend.").tag(config=True)
+
+    def initialize_settings(self) -> None:
+        classes: dict[str, Any] = {**self.backend_classes, "local": self.local_backend_class}
+        self.backends: dict[str, Backend] = {name: cls(parent=self) for name, cls in classes.items()}
+        if self.backend not in self.backends:
+            raise ValueError(f"JupyterExt.backend={self.backend!r} is not one of {sorted(self.backends)}")
+        self.store = AsyncStore(Store(self.db_path))
+        contents = getattr(self.serverapp, "contents_manager", None)
+        self.orchestrator = Orchestrator(
+            store=self.store,
+            backends=self.backends,
+            default_backend=self.backend,
+            root_dir=self.serverapp.root_dir,
+            data_dir=self.data_dir,
+            allow_hidden=bool(getattr(contents, "allow_hidden", False)),
+        )
+        self.settings["jupyter_ext"] = self
+        self.log.info("jupyter-ext: jobs in %s, backends %s", self.data_dir, ", ".join(sorted(self.backends)))
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.orchestrator.start()
+
+    async def stop_extension(self) -> None:
+        await self.orchestrator.stop()
+        await self.store.close()

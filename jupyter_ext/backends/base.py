@@ -1,0 +1,88 @@
+"""The Backend contract: submit a step attempt, stream its runner events, learn how it ended.
+
+The orchestrator owns job and step state; a backend only runs one attempt of one step at a
+time per handle and reports what happened. Handles are JSON-able dicts stored with the step,
+so a restarted server can `adopt` them and resume the event stream where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from ..models import Resources
+
+
+@dataclass
+class StepLaunch:
+    """Everything a backend needs to start one attempt of one step."""
+
+    job_id: str
+    step: str
+    attempt: int
+    user: str
+    notebook: str  # the step's own notebook (sliced, hand-off cells added)
+    attempt_dir: str  # events, logs, artifacts and hand-off outputs of this attempt
+    workdir: str  # the kernel's working directory (the user's notebook folder)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    env: dict[str, str] = field(default_factory=dict)
+    kernel: str | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, as far as the backend can tell."""
+
+    exit_code: int | None
+    reason: str | None = None  # e.g. "killed", "OOMKilled", "lost"; None when it simply exited
+
+
+class Backend(LoggingConfigurable):
+    """Runs step attempts somewhere. Subclasses write what differs; the orchestrator does the rest."""
+
+    name = "base"
+
+    cancel_grace = Float(
+        5.0,
+        config=True,
+        help="Seconds a cancelled step gets to stop cleanly (SIGTERM) before it is killed.",
+    )
+
+    async def start(self) -> None:
+        """Start shared machinery (watches, tail threads). Called once by the app."""
+
+    async def stop(self) -> None:
+        """Stop shared machinery. Running steps keep running; a later start adopts them."""
+
+    def check(self, step: str, resources: Resources) -> None:
+        """Raise ValidationError (naming `step`) when the request can never be satisfied here."""
+
+    async def submit(self, launch: StepLaunch) -> dict[str, Any]:
+        """Start the attempt (waiting for capacity if needed) and return its handle."""
+        raise NotImplementedError
+
+    def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Batches of runner events with `n > after`, in order; ends when the attempt is over."""
+        raise NotImplementedError
+
+    async def outcome(self, handle: dict[str, Any]) -> Outcome:
+        """How the attempt ended; call after `events` is exhausted."""
+        raise NotImplementedError
+
+    async def cancel(self, handle: dict[str, Any]) -> None:
+        """Stop the attempt: politely, then by force after `cancel_grace`."""
+        raise NotImplementedError
+
+    async def adopt(self, handle: dict[str, Any]) -> bool:
+        """Take back an attempt started before a restart; False when nothing of it remains."""
+        return False
+
+    def capacity(self) -> dict[str, Any]:
+        """What this backend can run, for `GET info`."""
+        return {}

@@ -1,0 +1,454 @@
+"""The embedded backend: each step attempt is a local process in its own session.
+
+The runner appends its events to `<attempt_dir>/events.jsonl`; one tail thread follows the
+files of every running attempt (the local analogue of one watch per namespace) and hands
+new events to the event loop, so nothing is lost while the server is down and a restarted
+server simply continues from the last event it stored. GPUs come from a configured pool
+through CUDA_VISIBLE_DEVICES; a concurrency limit bounds how many attempts run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float, Int, List, Unicode, default
+
+from ..errors import BackendError, ValidationError
+from ..models import Resources
+from ..runner.emitter import parse_line
+from .base import Backend, Outcome, StepLaunch
+
+_END = object()
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of `pid` in clock ticks since boot (tells a live process from a reused pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has finished; only its parent's wait() remains
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, start_time: str | None) -> bool:
+    current = _proc_start_time(pid)
+    return current is not None and (start_time is None or current == start_time)
+
+
+def detect_gpus() -> list[str]:
+    """GPU ids visible to the server: CUDA_VISIBLE_DEVICES if set, else `nvidia-smi -L`, else none."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in (s.strip() for s in visible.split(",")) if g and g != "-1"]
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+@dataclass
+class _Watch:
+    """One attempt being followed by the tail thread."""
+
+    key: str
+    path: Path
+    after: int
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Any]
+    pid: int
+    start_time: str | None
+    proc: subprocess.Popen[bytes] | None
+    attempt_dir: Path
+    pos: int = 0
+    partial: bytes = b""
+    end_event: dict[str, Any] | None = None
+    done: bool = False
+    gone_checks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Tailer(threading.Thread):
+    """Follows every running attempt's events file; one thread for the whole backend."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="jupyter-ext-local-tail", daemon=True)
+        self.interval = interval
+        self.watches: dict[str, _Watch] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+
+    def add(self, watch: _Watch) -> None:
+        with self.lock:
+            self.watches[watch.key] = watch
+        self.wake.set()
+
+    def remove(self, key: str) -> None:
+        with self.lock:
+            self.watches.pop(key, None)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def run(self) -> None:
+        while not self.stopping:
+            with self.lock:
+                watches = list(self.watches.values())
+            busy = False
+            for w in watches:
+                try:
+                    busy |= self._step(w)
+                except Exception as exc:  # noqa: BLE001 - one broken file must not stop the others
+                    self._deliver(w, [{"type": "log", "stream": "stderr", "text": f"event stream broken: {exc}\n"}])
+                    self._finish(w)
+            if not busy:
+                self.wake.wait(self.interval)
+                self.wake.clear()
+
+    def _read(self, w: _Watch) -> list[dict[str, Any]]:
+        try:
+            with open(w.path, "rb") as f:
+                f.seek(w.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        if not data:
+            return []
+        w.pos += len(data)
+        data = w.partial + data
+        lines = data.split(b"\n")
+        w.partial = lines.pop()
+        events = []
+        for raw in lines:
+            event = parse_line(raw.decode("utf-8", "replace"))
+            if event is None or int(event.get("n", 0)) <= w.after:
+                continue
+            if event.get("type") == "artifact" and "path" in event:
+                event["location"] = str(w.attempt_dir / "artifacts" / event["path"])
+            events.append(event)
+            if event.get("type") == "step.end":
+                w.end_event = event
+        return events
+
+    def _step(self, w: _Watch) -> bool:
+        events = self._read(w)
+        if events:
+            self._deliver(w, events)
+        if w.end_event is not None:
+            self._finish(w)
+            return True
+        if not self._running(w):
+            # The process is gone: read once more (its last write may have raced the check).
+            w.gone_checks += 1
+            if w.gone_checks >= 2 and not events:
+                self._finish(w)
+        return bool(events)
+
+    def _running(self, w: _Watch) -> bool:
+        if w.proc is not None:
+            return w.proc.poll() is None
+        return _alive(w.pid, w.start_time)
+
+    def _deliver(self, w: _Watch, events: list[dict[str, Any]]) -> None:
+        w.loop.call_soon_threadsafe(w.queue.put_nowait, events)
+
+    def _finish(self, w: _Watch) -> None:
+        w.done = True
+        self.remove(w.key)
+        w.loop.call_soon_threadsafe(w.queue.put_nowait, _END)
+
+
+class LocalBackend(Backend):
+    """Runs each step attempt as `python -m jupyter_ext.runner` on this machine."""
+
+    name = "local"
+
+    max_concurrent = Int(
+        help="How many step attempts may run at once (default: the number of CPUs, at least 2).",
+    ).tag(config=True)
+
+    @default("max_concurrent")
+    def _default_max_concurrent(self) -> int:
+        return max(2, os.cpu_count() or 1)
+
+    gpus = List(
+        Unicode(),
+        help=(
+            "GPU ids handed to steps through CUDA_VISIBLE_DEVICES. Default: CUDA_VISIBLE_DEVICES of "
+            "the server if set, else the GPUs `nvidia-smi -L` lists, else none."
+        ),
+    ).tag(config=True)
+
+    @default("gpus")
+    def _default_gpus(self) -> list[str]:
+        return detect_gpus()
+
+    python = Unicode(
+        sys.executable,
+        help="Python interpreter that runs the step runner (it needs jupyter-ext, papermill and ipykernel).",
+    ).tag(config=True)
+
+    poll_interval = Float(
+        0.02,
+        help="Seconds between looks at the event files of running steps when nothing new arrived.",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tailer: _Tailer | None = None
+        self._slots: dict[str, list[str]] = {}  # attempt key -> GPUs it holds
+        self._changed: asyncio.Condition | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._outcomes: dict[str, Outcome] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._tailer is None:
+            self._tailer = _Tailer(self.poll_interval)
+            self._tailer.start()
+        self._changed = asyncio.Condition()
+
+    async def stop(self) -> None:
+        if self._tailer is not None:
+            self._tailer.stop()
+            self._tailer = None
+
+    def capacity(self) -> dict[str, Any]:
+        return {"max_concurrent": self.max_concurrent, "gpus": len(self.gpus), "running": len(self._slots)}
+
+    def check(self, step: str, resources: Resources) -> None:
+        if resources.gpu > len(self.gpus):
+            have = f"{len(self.gpus)} GPU{'s' if len(self.gpus) != 1 else ''}"
+            raise ValidationError(
+                f"step {step!r} asks for {resources.gpu} GPUs but the local backend has {have}; "
+                f"lower `gpu:` on step {step!r}, or run it on the kubernetes backend",
+                step=step,
+                field="resources.gpu",
+            )
+
+    # -- capacity ---------------------------------------------------------------------------------------
+    def _free_gpus(self) -> list[str]:
+        held = {g for gpus in self._slots.values() for g in gpus}
+        return [g for g in self.gpus if g not in held]
+
+    async def _acquire(self, key: str, n_gpus: int) -> list[str]:
+        assert self._changed is not None, "LocalBackend.start() was not called"
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: len(self._slots) < self.max_concurrent and len(self._free_gpus()) >= n_gpus
+            )
+            gpus = self._free_gpus()[:n_gpus]
+            self._slots[key] = gpus
+            return gpus
+
+    async def _release(self, key: str) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._slots.pop(key, None)
+            self._changed.notify_all()
+
+    # -- running -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _key(handle_or_launch: Any) -> str:
+        if isinstance(handle_or_launch, dict):
+            return str(handle_or_launch["key"])
+        launch = handle_or_launch
+        return f"{launch.job_id}/{launch.step}/{launch.attempt}"
+
+    def _command(self, launch: StepLaunch, params_file: Path) -> list[str]:
+        cmd = [
+            self.python,
+            "-m",
+            "jupyter_ext.runner",
+            "--notebook",
+            launch.notebook,
+            "--attempt-dir",
+            launch.attempt_dir,
+            "--workdir",
+            launch.workdir,
+            "--job",
+            launch.job_id,
+            "--step",
+            launch.step,
+            "--attempt",
+            str(launch.attempt),
+            "--parameters-file",
+            str(params_file),
+        ]
+        if launch.kernel:
+            cmd += ["--kernel", launch.kernel]
+        return cmd
+
+    async def submit(self, launch: StepLaunch) -> dict[str, Any]:
+        key = self._key(launch)
+        gpus = await self._acquire(key, launch.resources.gpu)
+        try:
+            return await asyncio.to_thread(self._spawn, launch, key, gpus)
+        except BaseException:
+            await self._release(key)
+            raise
+
+    def _spawn(self, launch: StepLaunch, key: str, gpus: list[str]) -> dict[str, Any]:
+        attempt_dir = Path(launch.attempt_dir)
+        (attempt_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        params_file = attempt_dir / "parameters.json"
+        params_file.write_text(json.dumps(launch.parameters))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_TOKEN", "JPY_"))}
+        env.update(launch.env)
+        env.update(
+            JUPYTER_EXT_JOB=launch.job_id,
+            JUPYTER_EXT_STEP=launch.step,
+            JUPYTER_EXT_ATTEMPT=str(launch.attempt),
+            JUPYTER_EXT_ARTIFACTS_DIR=str(attempt_dir / "artifacts"),
+            JUPYTER_EXT_KERNEL_PID_FILE=str(attempt_dir / "kernel.pid"),
+            PYTHONUNBUFFERED="1",
+        )
+        if self.gpus or launch.resources.gpu:
+            # An empty value hides every GPU from a CPU step, so it cannot take a GPU step's device.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        log = open(attempt_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
+                self._command(launch, params_file),
+                cwd=launch.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
+        finally:
+            log.close()
+        self._procs[key] = proc
+        return {
+            "backend": self.name,
+            "key": key,
+            "pid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "attempt_dir": str(attempt_dir),
+            "gpus": gpus,
+            "started": time.time(),
+        }
+
+    async def adopt(self, handle: dict[str, Any]) -> bool:
+        key = self._key(handle)
+        events_file = Path(handle["attempt_dir"]) / "events.jsonl"
+        if not _alive(int(handle["pid"]), handle.get("start_time")) and not events_file.exists():
+            return False
+        assert self._changed is not None
+        async with self._changed:
+            self._slots[key] = list(handle.get("gpus", []))
+        return True
+
+    async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:  # type: ignore[override]
+        assert self._tailer is not None, "LocalBackend.start() was not called"
+        key = self._key(handle)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        watch = _Watch(
+            key=key,
+            path=Path(handle["attempt_dir"]) / "events.jsonl",
+            after=after,
+            loop=asyncio.get_running_loop(),
+            queue=queue,
+            pid=int(handle["pid"]),
+            start_time=handle.get("start_time"),
+            proc=self._procs.get(key),
+            attempt_dir=Path(handle["attempt_dir"]),
+        )
+        self._tailer.add(watch)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                yield item
+        finally:
+            self._tailer.remove(key)
+            self._outcomes[key] = await self._settle(watch)
+
+    async def _settle(self, w: _Watch) -> Outcome:
+        proc = self._procs.pop(w.key, None)
+        if w.end_event is not None:
+            # The runner said how it ended; reap the process in the background (it may still be
+            # unwinding its interpreter) and only then give its slot back.
+            if proc is not None:
+                asyncio.create_task(self._reap(w.key, proc))
+            else:
+                await self._release(w.key)
+            return Outcome(exit_code=int(w.end_event.get("exit_code") or 0))
+        code: int | None = None
+        if proc is not None:
+            try:
+                code = await asyncio.to_thread(proc.wait, 30)
+            except subprocess.TimeoutExpired:
+                code = None
+        await self._release(w.key)
+        if code is not None and code < 0:
+            return Outcome(exit_code=128 - code, reason=f"killed by signal {signal.Signals(-code).name}")
+        if code is not None:
+            return Outcome(exit_code=code, reason="the runner exited without reporting an end")
+        return Outcome(exit_code=None, reason="lost: the step's process ended without reporting how")
+
+    async def _reap(self, key: str, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            await asyncio.to_thread(proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            self.log.warning("jupyter-ext: step process %s still running 60s after it reported its end", proc.pid)
+        finally:
+            await self._release(key)
+
+    async def outcome(self, handle: dict[str, Any]) -> Outcome:
+        return self._outcomes.pop(self._key(handle), Outcome(exit_code=None, reason="lost"))
+
+    async def cancel(self, handle: dict[str, Any]) -> None:
+        pid, start_time = int(handle["pid"]), handle.get("start_time")
+        if not _alive(pid, start_time):
+            return
+        _killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.cancel_grace
+        while time.monotonic() < deadline and _alive(pid, start_time):
+            await asyncio.sleep(0.1)
+        if _alive(pid, start_time):
+            _killpg(pid, signal.SIGKILL)
+            await asyncio.to_thread(_kill_kernel, Path(handle["attempt_dir"]) / "kernel.pid")
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_kernel(pid_file: Path) -> None:
+    """The kernel runs in its own session; after a SIGKILL of the runner nobody else stops it."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"kernel" in cmdline:
+        _killpg(pid, signal.SIGKILL)

@@ -1,0 +1,484 @@
+"""`jupyter-ext`: run a notebook as a job and watch it, list jobs, follow logs, cancel, download.
+
+    jupyter-ext run examples/train.ipynb -p epochs 5
+    jupyter-ext ls
+    jupyter-ext logs -f JOB
+    jupyter-ext cancel JOB
+    jupyter-ext artifacts JOB -o results/
+
+With a jupyter-ext server running (JupyterLab with the extension) the CLI talks to it, so
+jobs show in the Lab panel; otherwise it runs jobs in this process on the local backend,
+keeping them in the same job database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import JupyterExtError, NotFound
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# -- rendering events for a terminal --------------------------------------------------------------------------
+class Renderer:
+    """Prints events as a person wants to read them: outputs as they come, a line per cell."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, color: bool | None = None) -> None:
+        self.out, self.err = out, err
+        self.color = out.isatty() if color is None else color
+        self.multi_step = False
+        self.cells_total: dict[str, int] = {}
+        self.cells_done: dict[str, int] = {}
+        self.started = time.time()
+
+    def _c(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def _plain(self, text: str) -> str:
+        return text if self.color else ANSI.sub("", text)
+
+    def job(self, job: dict[str, Any]) -> None:
+        self.multi_step = len(job.get("steps", [])) > 1
+        for step in job.get("steps", []):
+            self.cells_total[step["name"]] = len(step.get("cells", []))
+        steps = ", ".join(s["name"] for s in job.get("steps", []))
+        self.err.write(self._c(f"job {job['id']} ({job['name']}) on {job['backend']}: steps {steps}\n", "2"))
+
+    def event(self, e: dict[str, Any]) -> None:
+        kind, step = e["type"], e.get("step") or "main"
+        prefix = f"[{step}] " if self.multi_step else ""
+        if kind == "cell.start" and e.get("cell_index") is not None:
+            done = self.cells_done.get(step, 0)
+            total = self.cells_total.get(step) or "?"
+            self.err.write(self._c(f"{prefix}── cell {e['cell_index']} ({done + 1}/{total}) ──\n", "2"))
+        elif kind == "cell.end" and e.get("cell_index") is not None:
+            self.cells_done[step] = self.cells_done.get(step, 0) + 1
+        elif kind == "cell.output":
+            self._output(e, prefix)
+        elif kind == "log":
+            self.err.write(prefix + self._plain(e.get("text", "")))
+        elif kind == "step.start" and self.multi_step:
+            self.err.write(self._c(f"{prefix}started (attempt {e.get('attempt', 1)})\n", "36"))
+        elif kind == "step.retry":
+            msg = (e.get("error") or {}).get("message", "failed")
+            self.err.write(self._c(f"{prefix}attempt {e.get('attempt')} failed ({msg}); retrying\n", "33"))
+        elif kind == "step.end" and self.multi_step:
+            colour = "32" if e.get("status") == "succeeded" else "31"
+            self.err.write(self._c(f"{prefix}{e.get('status')}\n", colour))
+        elif kind == "job.end":
+            self._end(e)
+        self.out.flush()
+        self.err.flush()
+
+    def _output(self, e: dict[str, Any], prefix: str) -> None:
+        output = e.get("output") or {}
+        otype = output.get("output_type")
+        if otype == "stream":
+            target = self.err if output.get("name") == "stderr" else self.out
+            target.write(self._plain(_text(output.get("text"))))
+        elif otype == "error":
+            self.out.write(self._plain("\n".join(output.get("traceback", []))) + "\n")
+        else:
+            data = output.get("data", {})
+            if e.get("artifact"):
+                self.out.write(self._c(f"{prefix}[image: {e['artifact']}]\n", "35"))
+            elif "text/plain" in data and not e.get("update"):
+                self.out.write(_text(data["text/plain"]) + "\n")
+            elif "text/html" in data:
+                self.out.write(self._c(f"{prefix}[html output: see the executed notebook artifact]\n", "35"))
+
+    def _end(self, e: dict[str, Any]) -> None:
+        status = e.get("status")
+        error = e.get("error") or {}
+        if status == "succeeded":
+            self.err.write(self._c(f"job {e['job']} succeeded\n", "32"))
+        else:
+            where = f" in step {error['step']!r}" if error.get("step") and self.multi_step else ""
+            message = error.get("message", status)
+            self.err.write(self._c(f"job {e['job']} {status}{where}: {message}\n", "31"))
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+# -- parameters -------------------------------------------------------------------------------------------------
+def parse_value(raw: str) -> Any:
+    """`-p name value`: numbers, booleans, None, JSON/Python literals as such; anything else a string."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(raw)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return raw
+
+
+# -- sessions: a server, or this process ---------------------------------------------------------------------------
+class InProcess:
+    """Runs jobs here on the local backend, sharing the default job database with the server."""
+
+    def __init__(self, root_dir: str | Path | None = None) -> None:
+        from .app import default_data_dir
+        from .backends.local import LocalBackend
+        from .orchestrator import Orchestrator
+        from .store import AsyncStore, Store
+
+        data_dir = Path(default_data_dir())
+        self.store = AsyncStore(Store(data_dir / "jobs.db"))
+        self.orchestrator = Orchestrator(
+            store=self.store,
+            backends={"local": LocalBackend()},
+            default_backend="local",
+            root_dir=root_dir or os.getcwd(),
+            data_dir=data_dir,
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        for backend in self.orchestrator.backends.values():
+            await backend.start()
+        self.started = True
+
+    async def close(self) -> None:
+        if self.started:
+            await self.orchestrator.stop()
+        await self.store.close()
+
+    @property
+    def user(self) -> str:
+        from .app import local_user
+
+        return local_user()
+
+    async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from .handlers import job_view
+        from .models import JobSpec, parse
+
+        job, _ = await self.orchestrator.submit(parse(JobSpec, spec), self.user)
+        return job_view(job)
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        from .handlers import job_view
+
+        return [job_view(j) for j in await self.store.list_jobs(self.user)]
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        from .handlers import job_view
+
+        return job_view(await self.store.get_job(job_id, self.user))
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        from .handlers import job_view
+
+        if job_id in self.orchestrator._drivers:
+            return job_view(await self.orchestrator.cancel(job_id, self.user))
+        # A job another process drives: record the request and stop its running steps directly.
+        job = await self.store.get_job(job_id, self.user)
+        if job["status"] in ("queued", "running"):
+            await self.store.update_job(job_id, cancel_requested=1)
+            backend = self.orchestrator.backends.get(job["backend"])
+            for step in job["steps"]:
+                if step["status"] == "running" and step["handle"] and backend is not None:
+                    await backend.cancel(step["handle"])
+        return job_view(await self.store.get_job(job_id))
+
+    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        await self.store.get_job(job_id, self.user)
+        return [{k: a[k] for k in ("name", "step", "size", "mime")} for a in await self.store.artifacts(job_id)]
+
+    async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
+        import shutil
+
+        artifact = await self.store.artifact(job_id, name)
+        await asyncio.to_thread(shutil.copyfile, artifact["path"], target)
+        if progress is not None:
+            progress(artifact["size"])
+
+    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Live from this process's orchestrator when it drives the job, else from the database."""
+        queue = self.orchestrator.hub.subscribe(job_id)
+        try:
+            while True:
+                backlog = await self.store.events(job_id, after, 5000)
+                for event in backlog:
+                    after = event["seq"]
+                    yield event
+                    if event["type"] == "job.end":
+                        return
+                if backlog:
+                    continue
+                if job_id in self.orchestrator._drivers:
+                    await queue.get()
+                else:
+                    job = await self.store.get_job(job_id)
+                    if job["status"] in ("succeeded", "failed", "cancelled") and job["last_seq"] <= after:
+                        return
+                    await asyncio.sleep(0.25)  # another process writes the database: look again shortly
+        finally:
+            self.orchestrator.hub.unsubscribe(job_id, queue)
+
+
+async def open_session(args: argparse.Namespace, root_dir: str | Path | None = None) -> Any:
+    """The server if one is running (unless --local), else an in-process session."""
+    from .client import find_server
+
+    if not getattr(args, "local", False):
+        server = await find_server()
+        if server is not None:
+            return server
+    session = InProcess(root_dir)
+    await session.start()
+    return session
+
+
+async def close_session(session: Any) -> None:
+    if isinstance(session, InProcess):
+        await session.close()
+
+
+# -- commands -------------------------------------------------------------------------------------------------------
+async def cmd_run(args: argparse.Namespace) -> int:
+    from .client import ServerClient
+
+    path = Path(args.notebook).resolve()
+    if not path.is_file():
+        raise NotFound(f"notebook: {args.notebook!r} does not exist", field="notebook")
+    session = await open_session(args, root_dir=path.parent)
+    if isinstance(session, ServerClient):
+        root = Path(session.root_dir or "/").resolve()
+        if path.is_relative_to(root):
+            notebook = path.relative_to(root).as_posix()
+            print(f"submitting to the jupyter-ext server at {session.url}", file=sys.stderr)
+        else:
+            print(f"{path} is outside the running server's root {root}; running it here", file=sys.stderr)
+            session = InProcess(path.parent)
+            await session.start()
+            notebook = path.name
+    else:
+        notebook = path.name
+    spec: dict[str, Any] = {"notebook": notebook, "parameters": {k: parse_value(v) for k, v in args.parameters}}
+    for key in ("backend", "name", "timeout", "retries"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    resources = {k: getattr(args, k) for k in ("gpu", "memory", "cpu", "image") if getattr(args, k) is not None}
+    if resources:
+        spec["resources"] = resources
+    try:
+        job = await session.submit(spec)
+        if args.detach:
+            print(job["id"])
+            return 0
+        return await follow(session, job, cancel_on_interrupt=True)
+    finally:
+        await close_session(session)
+
+
+async def follow(session: Any, job: dict[str, Any], *, cancel_on_interrupt: bool, after: int = 0) -> int:
+    """Print the job's events until it ends; exit status 0 only if it succeeded."""
+    renderer = Renderer()
+    renderer.job(job)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if task is not None:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    status = "unknown"
+    try:
+        async for event in session.events(job["id"], after):
+            renderer.event(event)
+            if event["type"] == "job.end":
+                status = event.get("status", "unknown")
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        if cancel_on_interrupt:
+            print(f"\ninterrupted: cancelling job {job['id']}", file=sys.stderr)
+            await session.cancel(job["id"])
+            if isinstance(session, InProcess):
+                await session.orchestrator.wait(job["id"])
+        else:
+            print(f"\nstopped following; job {job['id']} keeps running", file=sys.stderr)
+        return 130
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    return 0 if status == "succeeded" else 1
+
+
+async def cmd_ls(args: argparse.Namespace) -> int:
+    session = await open_session(args)
+    try:
+        jobs = await session.jobs()
+    finally:
+        await close_session(session)
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+        return 0
+    if not jobs:
+        print("no jobs yet; start one with: jupyter-ext run NOTEBOOK.ipynb", file=sys.stderr)
+        return 0
+    rows = [("ID", "NAME", "STATUS", "BACKEND", "STEPS", "CREATED", "DURATION")]
+    for j in jobs[: args.limit]:
+        done = sum(1 for s in j["steps"] if s["status"] == "succeeded")
+        rows.append(
+            (j["id"], j["name"][:30], j["status"], j["backend"], f"{done}/{len(j['steps'])}", j["created"][:19].replace("T", " "), _duration(j))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _duration(job: dict[str, Any]) -> str:
+    from datetime import datetime, timezone
+
+    if not job.get("started"):
+        return "-"
+    start = datetime.fromisoformat(job["started"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(job["finished"].replace("Z", "+00:00")) if job.get("finished") else datetime.now(timezone.utc)
+    seconds = int((end - start).total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    session = await open_session(args)
+    try:
+        job = await session.job(args.job)
+        if args.follow:
+            return await follow(session, job, cancel_on_interrupt=False, after=args.after)
+        renderer = Renderer()
+        renderer.job(job)
+        if isinstance(session, InProcess):
+            events = await session.store.events(args.job, args.after, 10**9)
+        else:
+            events = (await session.request("GET", f"jobs/{args.job}/events", after=args.after, limit=20000))["events"]
+        for event in events:
+            if args.json:
+                print(json.dumps(event))
+            else:
+                renderer.event(event)
+        return 0
+    finally:
+        await close_session(session)
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    session = await open_session(args)
+    try:
+        job = await session.cancel(args.job)
+    finally:
+        await close_session(session)
+    print(f"job {job['id']}: {job['status']}{' (cancelling)' if job['status'] in ('queued', 'running') else ''}")
+    return 0
+
+
+async def cmd_artifacts(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    session = await open_session(args)
+    try:
+        artifacts = await session.artifacts(args.job)
+        if args.names:
+            known = {a["name"] for a in artifacts}
+            missing = [n for n in args.names if n not in known]
+            if missing:
+                raise NotFound(f"job {args.job!r} has no artifact {missing[0]!r}; it has: {', '.join(sorted(known))}")
+            artifacts = [a for a in artifacts if a["name"] in args.names]
+        if args.output is None:
+            for a in artifacts:
+                print(f"{a['name']:40}  {a['step']:12}  {a['size']:>10}  {a['mime']}")
+            return 0
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        total = sum(a["size"] for a in artifacts)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"{len(artifacts)} artifacts", file=sys.stderr) as bar:
+            for a in artifacts:
+                await session.download(args.job, a["name"], out / a["name"], bar.update)
+        print(f"saved {len(artifacts)} artifact(s) to {out}", file=sys.stderr)
+        return 0
+    finally:
+        await close_session(session)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"jupyter-ext {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--local", action="store_true", help="do not look for a running server; use this process")
+
+    run = sub.add_parser("run", help="run a notebook as a job and print its outputs live")
+    run.add_argument("notebook")
+    run.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("--backend")
+    run.add_argument("--name")
+    run.add_argument("--gpu")
+    run.add_argument("--memory")
+    run.add_argument("--cpu")
+    run.add_argument("--image")
+    run.add_argument("--timeout")
+    run.add_argument("--retries")
+    run.add_argument("--detach", action="store_true", help="print the job id and return at once")
+    common(run)
+    run.set_defaults(fn=cmd_run)
+
+    ls = sub.add_parser("ls", help="list your jobs")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=50)
+    common(ls)
+    ls.set_defaults(fn=cmd_ls)
+
+    logs = sub.add_parser("logs", help="print a job's outputs (-f: follow until it ends)")
+    logs.add_argument("job")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--after", type=int, default=0, help="only events after this sequence number")
+    logs.add_argument("--json", action="store_true", help="raw events, one JSON object per line")
+    common(logs)
+    logs.set_defaults(fn=cmd_logs)
+
+    cancel = sub.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job")
+    common(cancel)
+    cancel.set_defaults(fn=cmd_cancel)
+
+    arts = sub.add_parser("artifacts", help="list a job's artifacts, or download them with -o DIR")
+    arts.add_argument("job")
+    arts.add_argument("names", nargs="*", help="only these artifacts")
+    arts.add_argument("-o", "--output", help="folder to download into")
+    common(arts)
+    arts.set_defaults(fn=cmd_artifacts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(args.fn(args))
+    except JupyterExtError as exc:
+        print(f"jupyter-ext: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

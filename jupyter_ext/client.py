@@ -1,0 +1,151 @@
+"""A small async client of the jupyter-ext REST/WebSocket API (used by the CLI and the magic).
+
+Finds a running server by itself: `JUPYTER_EXT_SERVER_URL` (+ `JUPYTER_EXT_TOKEN`), else
+the servers `jupyter server list` knows, keeping the first that answers our `info` route.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClosedError, websocket_connect
+
+from .errors import BackendError, Conflict, Forbidden, JupyterExtError, NotFound, ValidationError
+
+_BY_STATUS: dict[int, type[JupyterExtError]] = {400: ValidationError, 403: Forbidden, 404: NotFound, 409: Conflict}
+
+
+class ServerClient:
+    """Talks to one jupyter-ext server (url ends with '/'; token from the server list or env)."""
+
+    def __init__(self, url: str, token: str = "", root_dir: str | None = None) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+        self.root_dir = root_dir
+        self.http = AsyncHTTPClient()
+
+    def api(self, path: str, **query: Any) -> str:
+        q = {k: v for k, v in query.items() if v is not None}
+        return f"{self.url}jupyter-ext/api/{path}" + (f"?{urlencode(q)}" if q else "")
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+    async def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        req = HTTPRequest(
+            self.api(path, **query),
+            method=method,
+            headers={**self._headers(), "Content-Type": "application/json"},
+            body=json.dumps(body) if body is not None else (b"" if method in ("POST", "PUT") else None),
+            request_timeout=120,
+        )
+        try:
+            resp = await self.http.fetch(req)
+        except HTTPClientError as exc:
+            message = str(exc)
+            if exc.response is not None and exc.response.body:
+                try:
+                    message = json.loads(exc.response.body).get("message", message)
+                except ValueError:
+                    pass
+            raise _BY_STATUS.get(exc.code, BackendError)(message) from None
+        return json.loads(resp.body) if resp.body else None
+
+    async def info(self) -> dict[str, Any]:
+        return await self.request("GET", "info")
+
+    async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", "jobs", spec)
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "jobs"))["jobs"]
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"jobs/{quote(job_id)}")
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return await self.request("POST", f"jobs/{quote(job_id)}/cancel")
+
+    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        return (await self.request("GET", f"jobs/{quote(job_id)}/artifacts"))["artifacts"]
+
+    async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
+        with open(target, "wb") as out:
+
+            def on_chunk(chunk: bytes) -> None:
+                out.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+
+            req = HTTPRequest(
+                self.api(f"jobs/{quote(job_id)}/artifacts/{quote(name, safe='')}"),
+                headers=self._headers(),
+                streaming_callback=on_chunk,
+                request_timeout=3600,
+            )
+            try:
+                await self.http.fetch(req)
+            except HTTPClientError as exc:
+                raise _BY_STATUS.get(exc.code, BackendError)(f"downloading {name!r}: {exc}") from None
+
+    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event after `after`, live, until job.end; reconnects (resuming) if dropped."""
+        retries = 0
+        while True:
+            ws_url = self.api(f"jobs/{quote(job_id)}/events/stream", after=after).replace("http", "ws", 1)
+            try:
+                conn = await websocket_connect(HTTPRequest(ws_url, headers=self._headers()))
+            except HTTPClientError as exc:
+                raise _BY_STATUS.get(exc.code, BackendError)(f"event stream of job {job_id!r}: {exc}") from None
+            except OSError as exc:
+                retries += 1
+                if retries > 5:
+                    raise BackendError(f"lost the server while following job {job_id!r}: {exc}") from None
+                continue
+            try:
+                while True:
+                    message = await conn.read_message()
+                    if message is None:
+                        break
+                    event = json.loads(message)
+                    if event["seq"] <= after:
+                        continue
+                    after = event["seq"]
+                    retries = 0
+                    yield event
+                    if event["type"] == "job.end":
+                        return
+            except WebSocketClosedError:
+                pass
+            finally:
+                conn.close()
+            job = await self.job(job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled") and job["last_seq"] <= after:
+                return
+
+
+async def find_server() -> ServerClient | None:
+    """The jupyter-ext server to talk to, or None when none is running."""
+    url = os.environ.get("JUPYTER_EXT_SERVER_URL")
+    if url:
+        client = ServerClient(url, os.environ.get("JUPYTER_EXT_TOKEN", ""), os.environ.get("JUPYTER_EXT_ROOT_DIR"))
+        await client.info()  # fail loudly: the user asked for this server
+        return client
+    try:
+        from jupyter_server.serverapp import list_running_servers
+    except ImportError:  # pragma: no cover - jupyter_server is a dependency
+        return None
+    for server in list_running_servers():
+        client = ServerClient(server["url"], server.get("token", ""), server.get("root_dir"))
+        try:
+            await client.info()
+        except (JupyterExtError, OSError):
+            continue
+        return client
+    return None

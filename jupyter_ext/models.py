@@ -1,0 +1,250 @@
+"""The API schema: what clients send (JobSpec) and what they get back (Job, Step, Event).
+
+Validation happens here, once, at the edge. `parse()` turns pydantic's errors into our
+`ValidationError` whose message names the field (e.g. ``resources.memory``) and says what
+a valid value looks like. Inside the server, records travel as these models or plain dicts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import quantity
+from .errors import ValidationError
+
+EVENT_VERSION = 1
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Status(str, Enum):
+    """Life of a job or a step. `not_run`: a step skipped because something upstream failed."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    not_run = "not_run"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.not_run})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Resources(_Strict):
+    """What one step asks for. Quantities use Kubernetes syntax ('16Gi', '500m')."""
+
+    gpu: int = Field(0, description="Whole number of GPUs")
+    memory: str | None = Field(None, description="Memory, e.g. '16Gi'")
+    cpu: str | None = Field(None, description="CPU cores, e.g. '4' or '500m'")
+    image: str | None = Field(None, description="Container image for Kubernetes steps")
+    extra_limits: dict[str, str] = Field(default_factory=dict, description="Raw limits, e.g. Kale's limit:KEY:VALUE")
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu(cls, v: object) -> int:
+        return _bare(quantity.parse_gpu, v, "gpu")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: object) -> str | None:
+        if v is None:
+            return None
+        _bare(quantity.parse_memory, v, "memory")
+        return str(v).strip()
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: object) -> str | None:
+        if v is None:
+            return None
+        _bare(quantity.parse_cpu, v, "cpu")
+        return str(v).strip()
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image(cls, v: object) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
+            raise ValueError(f"{v!r} is not an image reference; use e.g. 'python:3.11-slim'")
+        return v.strip()
+
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else quantity.parse_memory(self.memory)
+
+    def cpu_cores(self) -> float | None:
+        return None if self.cpu is None else quantity.parse_cpu(self.cpu)
+
+    def merged_over(self, base: Resources | None) -> Resources:
+        """These resources, with unset fields taken from `base` (notebook or job defaults)."""
+        if base is None:
+            return self
+        data = base.model_dump()
+        mine = self.model_dump(exclude_unset=True)
+        data.update(mine)
+        data["extra_limits"] = {**base.extra_limits, **self.extra_limits}
+        return Resources.model_validate(data)
+
+
+class StepSpec(_Strict):
+    """One step as planned from the notebook's tags."""
+
+    name: str
+    after: list[str] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    timeout: float | None = Field(None, description="Seconds before the step is stopped")
+    retries: int = 0
+    cells: list[int] = Field(default_factory=list, description="Indices of the original notebook's cells")
+    inputs: list[str] = Field(default_factory=list, description="Variables loaded from earlier steps")
+    outputs: list[str] = Field(default_factory=list, description="Variables saved for later steps")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: object) -> float | None:
+        return None if v is None else _bare(quantity.parse_duration, v, "timeout")
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, v: object) -> int:
+        return _bare(quantity.parse_retries, v, "retries")
+
+
+class JobSpec(_Strict):
+    """What a client submits: `POST /jupyter-ext/api/jobs`."""
+
+    notebook: str = Field(..., description="Path of the notebook, relative to the server root")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    backend: str | None = None
+    name: str | None = Field(None, max_length=200)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    resources: Resources | None = Field(None, description="Defaults for steps that set none")
+    timeout: float | None = None
+    retries: int | None = None
+    from_step: str | None = Field(None, description="Re-run from this step, reusing earlier hand-offs")
+    rerun_of: str | None = Field(None, description="Job whose hand-offs a re-run reuses")
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, v: str) -> str:
+        if not v:
+            raise ValueError("give the path of a notebook under the server root, e.g. 'examples/train.ipynb'")
+        if "\x00" in v:
+            raise ValueError("the path contains a NUL character")
+        if not v.endswith(".ipynb"):
+            raise ValueError(f"{v!r} is not a notebook; give a path ending in .ipynb")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if not key.isidentifier():
+                raise ValueError(f"parameter name {key!r} is not a Python identifier")
+        return v
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: object) -> float | None:
+        return None if v is None else _bare(quantity.parse_duration, v, "timeout")
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, v: object) -> int | None:
+        return None if v is None else _bare(quantity.parse_retries, v, "retries")
+
+
+class Step(BaseModel):
+    """A step as the API shows it."""
+
+    name: str
+    status: Status
+    after: list[str] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    cells: list[int] = Field(default_factory=list)
+    attempt: int = 0
+    retries: int = 0
+    timeout: float | None = None
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    error: dict[str, Any] | None = None
+
+
+class Job(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    name: str
+    notebook: str
+    user: str
+    backend: str
+    status: Status
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    created: str
+    started: str | None = None
+    finished: str | None = None
+    error: dict[str, Any] | None = None
+    last_seq: int = 0
+    steps: list[Step] = Field(default_factory=list)
+
+
+class Event(BaseModel):
+    """One line of the event contract (see DESIGN.md). Type-specific fields ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    v: int = EVENT_VERSION
+    job: str
+    step: str | None = None
+    seq: int
+    ts: float
+    type: str
+
+
+def _bare(fn: Any, v: object, field: str) -> Any:
+    """Run a quantity parser inside a pydantic validator: its message, minus the field prefix."""
+    try:
+        return fn(v, field)
+    except ValidationError as exc:
+        raise ValueError(exc.message.removeprefix(f"{field}: ")) from None
+
+
+def _loc(err: dict[str, Any], prefix: str) -> str:
+    parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
+    path = ".".join(parts)
+    return f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
+
+
+def parse(model: type[M], data: object, where: str = "") -> M:
+    """Validate `data` as `model`, raising ValidationError whose message names each bad field."""
+    if not isinstance(data, dict):
+        raise ValidationError(f"{where or 'body'}: expected a JSON object, got {type(data).__name__}", field=where or None)
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        details = []
+        for err in exc.errors():
+            field = _loc(err, where)
+            msg = str(err.get("msg", "invalid"))
+            msg = msg.removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                allowed = ", ".join(sorted(model.model_fields))
+                msg = f"unknown field; allowed fields are {allowed}"
+            elif err.get("type") == "missing":
+                msg = "this field is required"
+            details.append({"field": field, "message": msg})
+        text = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise ValidationError(text, field=details[0]["field"], details=details) from None

@@ -1,0 +1,477 @@
+"""Job and step state machine, persisted in the store, driven by one task per active job.
+
+Desired state lives in the store (what was submitted, which attempt of which step runs with
+which backend handle, how many runner events were consumed); the backends report what
+actually happens. On start-up `reconcile()` re-drives every unfinished job: running steps
+are adopted and their event streams resume after the last stored event; queued steps are
+submitted (a step whose process was started just before a crash is found and adopted by the
+backend, not started twice).
+
+States: queued -> running -> succeeded | failed | cancelled; a step whose upstream failed is
+`not_run`. Retries and timeouts are per step and belong here, not to the backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .backends.base import Backend, Outcome, StepLaunch
+from .errors import NotFound, ValidationError
+from .events import EventHub
+from .models import TERMINAL, JobSpec, Status, StepSpec
+from .notebook import plan_notebook, slice_step
+from .store import AsyncStore, new_job_id
+
+log = logging.getLogger("jupyter_ext")
+
+_TERMINAL = {s.value for s in TERMINAL}
+
+
+class Orchestrator:
+    """Submits, drives, cancels and reconciles jobs. One instance per server (or CLI run)."""
+
+    def __init__(
+        self,
+        *,
+        store: AsyncStore,
+        backends: dict[str, Backend],
+        default_backend: str,
+        root_dir: str | Path,
+        data_dir: str | Path,
+        allow_hidden: bool = False,
+    ) -> None:
+        self.store = store
+        self.backends = backends
+        self.default_backend = default_backend
+        self.root_dir = Path(root_dir).resolve()
+        self.data_dir = Path(data_dir)
+        self.allow_hidden = allow_hidden
+        self.hub = EventHub()
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._cancelling: set[str] = set()
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for backend in self.backends.values():
+            await backend.start()
+        await self.reconcile()
+
+    async def stop(self) -> None:
+        """Stop driving jobs. Their steps keep running; the next start adopts them."""
+        self._stopping = True
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
+        for backend in self.backends.values():
+            await backend.stop()
+
+    async def reconcile(self) -> None:
+        """Re-drive every job the store says is unfinished."""
+        jobs = await self.store.list_jobs(None, limit=100000, statuses=["queued", "running"])
+        for job in reversed(jobs):
+            if job["cancel_requested"]:
+                self._cancelling.add(job["id"])
+            self._drive_later(job["id"])
+        if jobs:
+            log.info("jupyter-ext: resumed %d unfinished job(s)", len(jobs))
+
+    async def wait(self, job_id: str) -> dict[str, Any]:
+        """Wait until the job's driver is done; return the job."""
+        task = self._drivers.get(job_id)
+        if task is not None:
+            await asyncio.shield(task)
+        return await self.store.get_job(job_id)
+
+    # -- submit --------------------------------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.data_dir / "jobs" / job_id
+
+    def resolve_notebook(self, relative: str) -> Path:
+        """The notebook's real path, refusing anything outside the server root (runs in a thread)."""
+        field = "notebook"
+        if relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
+            raise ValidationError(f"notebook: {relative!r} is absolute; give a path relative to the server root", field=field)
+        parts = Path(relative).parts
+        if ".." in parts:
+            raise ValidationError(f"notebook: {relative!r} leaves the server root; remove '..'", field=field)
+        if not self.allow_hidden and any(p.startswith(".") for p in parts):
+            raise ValidationError(f"notebook: {relative!r} is in a hidden folder or file", field=field)
+        path = (self.root_dir / relative).resolve()
+        if not path.is_relative_to(self.root_dir):
+            raise ValidationError(f"notebook: {relative!r} points outside the server root (a symlink?)", field=field)
+        if not path.is_file():
+            raise NotFound(f"notebook: {relative!r} does not exist under the server root", field=field)
+        return path
+
+    def _prepare(self, spec: JobSpec, job_id: str) -> tuple[Path, Any, list[StepSpec]]:
+        """Read, plan and slice the notebook into the job's folder (thread)."""
+        path = self.resolve_notebook(spec.notebook)
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
+            raise ValidationError(f"notebook: {spec.notebook!r} is not a valid notebook: {exc}", field="notebook") from None
+        defaults = spec.resources
+        plan = plan_notebook(nb, defaults=defaults)
+        steps: list[StepSpec] = []
+        for planned in plan.steps:
+            step = planned.to_spec()
+            if spec.timeout is not None and step.timeout is None:
+                step.timeout = spec.timeout
+            if spec.retries is not None and not step.retries:
+                step.retries = spec.retries
+            steps.append(step)
+        job_dir = self.job_dir(job_id)
+        for step in steps:
+            step_dir = job_dir / "steps" / step.name
+            step_dir.mkdir(parents=True, exist_ok=True)
+            nbformat.write(slice_step(nb, plan, step.name), step_dir / "step.ipynb")
+        shutil.copyfile(path, job_dir / "notebook.ipynb")
+        return path, nb, steps
+
+    async def submit(self, spec: JobSpec, user: str) -> tuple[dict[str, Any], bool]:
+        """Plan and store a job, then start driving it. Returns (job, created)."""
+        backend_name = spec.backend or self.default_backend
+        if backend_name not in self.backends:
+            known = ", ".join(sorted(self.backends))
+            raise ValidationError(f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend")
+        backend = self.backends[backend_name]
+        job_id = new_job_id()
+        try:
+            path, nb, steps = await asyncio.to_thread(self._prepare, spec, job_id)
+            for step in steps:
+                backend.check(step.name, step.resources)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+            raise
+        name = spec.name or Path(spec.notebook).stem
+        record = {
+            "id": job_id,
+            "user": user,
+            "name": name,
+            "notebook": spec.notebook,
+            "backend": backend_name,
+            "parameters": spec.parameters,
+            "spec": {**spec.model_dump(), "workdir": str(path.parent)},
+            "idempotency_key": spec.idempotency_key,
+            "created": time.time(),
+        }
+        job, created = await self.store.create_job(
+            record, [{"name": s.name, "spec": s.model_dump()} for s in steps]
+        )
+        if not created:
+            await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+            return job, False
+        await self._emit(job_id, [{"type": "job.queued", "steps": [s.name for s in steps], "backend": backend_name}])
+        self._drive_later(job_id)
+        return await self.store.get_job(job_id), True
+
+    async def _cancel_requested(self, job_id: str) -> bool:
+        """Cancelled here, or by another process sharing the store (e.g. `jupyter-ext cancel`)."""
+        if job_id in self._cancelling:
+            return True
+        if (await self.store.get_job(job_id))["cancel_requested"]:
+            self._cancelling.add(job_id)
+            return True
+        return False
+
+    # -- cancel / delete ------------------------------------------------------------------------------------
+    async def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:
+        job = await self.store.get_job(job_id, user)
+        if job["status"] in _TERMINAL:
+            return job
+        self._cancelling.add(job_id)
+        await self.store.update_job(job_id, cancel_requested=1)
+        backend = self.backends.get(job["backend"])
+        for step in job["steps"]:
+            waiting = self._waiting.get((job_id, step["name"]))
+            if waiting is not None:
+                waiting.cancel()
+            elif step["status"] == "running" and step["handle"] and backend is not None:
+                asyncio.create_task(backend.cancel(step["handle"]))
+        if job_id not in self._drivers:
+            self._drive_later(job_id)
+        return await self.store.get_job(job_id)
+
+    async def delete(self, job_id: str, user: str | None) -> None:
+        await self.store.delete_job(job_id, user)
+        await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+
+    # -- events ---------------------------------------------------------------------------------------------
+    async def _emit(self, job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+        stored = await self.store.append_events(job_id, events, **kw)
+        self.hub.publish(job_id, stored)
+        return stored
+
+    # -- driving --------------------------------------------------------------------------------------------
+    def _drive_later(self, job_id: str) -> None:
+        if job_id in self._drivers or self._stopping:
+            return
+        task = asyncio.create_task(self._drive(job_id), name=f"jupyter-ext job {job_id}")
+        self._drivers[job_id] = task
+        task.add_done_callback(lambda _: self._drivers.pop(job_id, None))
+
+    async def _drive(self, job_id: str) -> None:
+        try:
+            await self._drive_job(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("jupyter-ext: driving job %s failed", job_id)
+            await self._finish_job(job_id, error={"message": "internal error while running the job; see the server log"})
+
+    async def _drive_job(self, job_id: str) -> None:
+        job = await self.store.get_job(job_id)
+        if job["status"] == "queued":
+            await self.store.update_job(job_id, status="running", started=time.time())
+            await self._emit(job_id, [{"type": "job.start"}])
+        tasks: dict[str, asyncio.Task[None]] = {}
+        while True:
+            job = await self.store.get_job(job_id)
+            steps = {s["name"]: s for s in job["steps"]}
+            cancelling = job_id in self._cancelling or bool(job["cancel_requested"])
+            for step in steps.values():
+                name = step["name"]
+                if step["status"] in _TERMINAL or name in tasks:
+                    continue
+                if cancelling and step["status"] == "queued" and (job_id, name) not in self._waiting:
+                    await self._end_step(job_id, name, Status.cancelled, error={"message": "cancelled before it started"})
+                    continue
+                after = step["spec"].get("after", [])
+                blocked = [d for d in after if steps[d]["status"] in ("failed", "cancelled", "not_run")]
+                if blocked:
+                    reason = f"not run because step {blocked[0]!r} {steps[blocked[0]]['status'].replace('_', ' ')}"
+                    await self._end_step(job_id, name, Status.not_run, error={"message": reason})
+                    continue
+                if step["status"] == "running" or all(steps[d]["status"] == "succeeded" for d in after):
+                    tasks[name] = asyncio.create_task(self._run_step(job_id, name), name=f"step {job_id}/{name}")
+            if not tasks:
+                break
+            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            for name in [n for n, t in tasks.items() if t in done]:
+                task = tasks.pop(name)
+                if task.exception() is not None:
+                    exc = task.exception()
+                    log.error("jupyter-ext: step %s/%s crashed", job_id, name, exc_info=exc)
+                    await self._end_step(
+                        job_id, name, Status.failed, error={"message": f"internal error running the step: {exc}"}
+                    )
+        await self._finish_job(job_id)
+
+    async def _finish_job(self, job_id: str, error: dict[str, Any] | None = None) -> None:
+        job = await self.store.get_job(job_id)
+        statuses = [s["status"] for s in job["steps"]]
+        if error is None and any(s == "failed" for s in statuses):
+            first = next(s for s in job["steps"] if s["status"] == "failed")
+            error = {**(first.get("error") or {}), "step": first["name"]}
+        if job_id in self._cancelling or job["cancel_requested"]:
+            status = Status.cancelled
+        elif error is not None or any(s not in ("succeeded",) for s in statuses):
+            status = Status.failed
+        else:
+            status = Status.succeeded
+        await self.store.update_job(job_id, status=status.value, finished=time.time(), error=error)
+        await self._emit(job_id, [{"type": "job.end", "status": status.value, "error": error}])
+        self._cancelling.discard(job_id)
+
+    async def _end_step(
+        self,
+        job_id: str,
+        name: str,
+        status: Status,
+        *,
+        error: dict[str, Any] | None = None,
+        exit_code: int | None = None,
+        emit: bool = True,
+    ) -> None:
+        await self.store.update_step(
+            job_id, name, status=status.value, finished=time.time(), error=error, exit_code=exit_code
+        )
+        if emit:
+            await self._emit(
+                job_id,
+                [{"type": "step.end", "step": name, "status": status.value, "exit_code": exit_code, "error": error}],
+            )
+
+    # -- one step -------------------------------------------------------------------------------------------
+    def _launch(self, job: dict[str, Any], step: dict[str, Any], attempt: int) -> StepLaunch:
+        spec = StepSpec.model_validate(step["spec"])
+        job_dir = self.job_dir(job["id"])
+        attempt_dir = job_dir / "steps" / spec.name / f"attempt-{attempt}"
+        env: dict[str, str] = {"JUPYTER_EXT_HANDOFF_OUT": str(attempt_dir / "handoff")}
+        if spec.inputs:
+            env["JUPYTER_EXT_HANDOFF_IN"] = json.dumps(self._handoff_inputs(job, spec))
+        return StepLaunch(
+            job_id=job["id"],
+            step=spec.name,
+            attempt=attempt,
+            user=job["user"],
+            notebook=str(job_dir / "steps" / spec.name / "step.ipynb"),
+            attempt_dir=str(attempt_dir),
+            workdir=job["spec"]["workdir"],
+            parameters=job["parameters"],
+            resources=spec.resources,
+            env=env,
+            timeout=spec.timeout,
+        )
+
+    def _handoff_inputs(self, job: dict[str, Any], spec: StepSpec) -> dict[str, str]:
+        """For each input variable, the file the latest upstream step that defines it saved."""
+        steps = {s["name"]: s for s in job["steps"]}
+        order = [s["name"] for s in job["steps"]]
+        ancestors: set[str] = set()
+        todo = list(spec.after)
+        while todo:
+            name = todo.pop()
+            if name not in ancestors:
+                ancestors.add(name)
+                todo.extend(steps[name]["spec"].get("after", []))
+        mapping: dict[str, str] = {}
+        for name in order:
+            if name not in ancestors:
+                continue
+            producer = steps[name]
+            for var in producer["spec"].get("outputs", []):
+                if var in spec.inputs:
+                    attempt_dir = self.job_dir(job["id"]) / "steps" / name / f"attempt-{producer['attempt']}"
+                    mapping[var] = str(attempt_dir / "handoff" / f"{var}.pkl")
+        return mapping
+
+    async def _run_step(self, job_id: str, name: str) -> None:
+        job = await self.store.get_job(job_id)
+        step = next(s for s in job["steps"] if s["name"] == name)
+        spec = StepSpec.model_validate(step["spec"])
+        backend = self.backends[job["backend"]]
+        handle: dict[str, Any] | None = None
+        attempt = step["attempt"]
+        after = 0
+        if step["status"] == "running" and step["handle"]:
+            handle, after = step["handle"], step["consumed"]
+            if not await backend.adopt(handle):
+                await self._end_step(job_id, name, Status.failed, error={"message": "the step's process was lost while the server was down"})
+                return
+        elif attempt == 0:
+            attempt = 1
+        started = step["started"] or time.time()
+        while True:
+            if handle is None:
+                handle = await self._submit(job, step, attempt, backend)
+                if handle is None:
+                    return  # cancelled while waiting for capacity
+                after = 0
+            outcome, end_event, timed_out = await self._follow(job_id, name, attempt, handle, backend, spec, started)
+            cancelled = await self._cancel_requested(job_id)
+            if cancelled:
+                status, error = Status.cancelled, {"message": "cancelled"}
+            elif timed_out:
+                status = Status.failed
+                limit = _human_seconds(spec.timeout or 0)
+                error = {"message": f"step {name!r} timed out after {limit}; raise `timeout:` on step {name!r}"}
+            elif outcome.exit_code == 0:
+                status, error = Status.succeeded, None
+            else:
+                status = Status.failed
+                error = (end_event or {}).get("error") or {
+                    "message": f"step {name!r} ended with exit code {outcome.exit_code}"
+                    + (f" ({outcome.reason})" if outcome.reason else "")
+                }
+            if status is Status.failed and attempt <= spec.retries:
+                await self._emit(
+                    job_id, [{"type": "step.retry", "step": name, "attempt": attempt, "next_attempt": attempt + 1, "error": error}]
+                )
+                attempt += 1
+                handle = None
+                await self.store.update_step(job_id, name, status="queued", attempt=attempt, handle=None, consumed=0)
+                job = await self.store.get_job(job_id)
+                continue
+            # The runner's own step.end already told clients, unless we know better (timeout, kill, lost).
+            said = end_event is not None and end_event.get("status") == status.value
+            await self._end_step(job_id, name, status, error=error, exit_code=outcome.exit_code, emit=not said)
+            return
+
+    async def _submit(self, job: dict[str, Any], step: dict[str, Any], attempt: int, backend: Backend) -> dict[str, Any] | None:
+        """Start an attempt; None if the job was cancelled while it waited for capacity."""
+        job_id, name = job["id"], step["name"]
+        await self.store.update_step(job_id, name, status="queued", attempt=attempt, handle=None, consumed=0)
+        launch = self._launch(job, step, attempt)
+        waiter = asyncio.create_task(backend.submit(launch))
+        self._waiting[(job_id, name)] = waiter
+        try:
+            handle = await waiter
+        except asyncio.CancelledError:
+            if self._stopping or job_id not in self._cancelling:
+                raise
+            await self._end_step(job_id, name, Status.cancelled, error={"message": "cancelled before it started"})
+            return None
+        finally:
+            self._waiting.pop((job_id, name), None)
+        now = time.time()
+        await self.store.update_step(
+            job_id, name, status="running", handle=handle, started=step["started"] or now, expect_attempt=attempt
+        )
+        if job_id in self._cancelling:
+            asyncio.create_task(backend.cancel(handle))
+        return handle
+
+    async def _follow(
+        self,
+        job_id: str,
+        name: str,
+        attempt: int,
+        handle: dict[str, Any],
+        backend: Backend,
+        spec: StepSpec,
+        started: float,
+    ) -> tuple[Outcome, dict[str, Any] | None, bool]:
+        """Store the attempt's events until it ends; enforce the step's timeout meanwhile."""
+        timed_out = False
+        end_event: dict[str, Any] | None = None
+        watchdog: asyncio.Task[None] | None = None
+        if spec.timeout:
+            remaining = max(0.0, spec.timeout - (time.time() - started))
+
+            async def expire() -> None:
+                nonlocal timed_out
+                await asyncio.sleep(remaining)
+                timed_out = True
+                await backend.cancel(handle)
+
+            watchdog = asyncio.create_task(expire())
+        step_row = next(s for s in (await self.store.get_job(job_id))["steps"] if s["name"] == name)
+        after = step_row["consumed"] if step_row["attempt"] == attempt else 0
+        try:
+            async for batch in backend.events(handle, after):
+                stored = await self._emit(job_id, batch, step=name, attempt=attempt)
+                for event in stored:
+                    if event["type"] == "step.end":
+                        end_event = event
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        outcome = await backend.outcome(handle)
+        if end_event is None:
+            # The runner could not say how it ended (killed, lost): say it for it.
+            await self._emit(
+                job_id,
+                [{"type": "log", "step": name, "stream": "stderr", "text": f"step {name!r}: {outcome.reason or 'ended'}\n"}],
+            )
+        return outcome, end_event, timed_out
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+

@@ -1,0 +1,206 @@
+"""`python -m jupyter_ext.runner`: execute one step attempt and emit its events.
+
+Exit status: 0 the notebook ran to the end; 1 a cell raised; 2 the runner could not start
+the notebook (bad input, missing kernel); 143 cancelled (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .emitter import Emitter
+
+mimetypes.add_type("application/x-ipynb+json", ".ipynb")
+EXECUTED = "executed.ipynb"
+EXECUTED_HTML = "executed.html"
+
+
+class Cancelled(BaseException):
+    """Raised in the main thread when the backend asks us to stop (SIGTERM)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Cancelled()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jupyter_ext.runner", description=__doc__)
+    p.add_argument("--notebook", required=True, help="the step's notebook")
+    p.add_argument("--attempt-dir", required=True, help="where events, artifacts and the executed notebook go")
+    p.add_argument("--workdir", default=None, help="the kernel's working directory (default: the notebook's)")
+    p.add_argument("--job", required=True)
+    p.add_argument("--step", default="main")
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--parameters-file", default=None, help="JSON object of papermill parameters")
+    p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's, else python3)")
+    p.add_argument("--events-stdout", action="store_true", help="also write events to stdout (pod log)")
+    p.add_argument("--no-events-file", action="store_true", help="write events only to stdout")
+    return p.parse_args(argv)
+
+
+def choose_kernel(nb: Any, requested: str | None, emitter: Emitter) -> str:
+    """The kernel to run: the one asked for, else the notebook's if installed, else python3."""
+    if requested:
+        return requested
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    wanted = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    available = set(KernelSpecManager().find_kernel_specs())
+    if wanted and wanted in available:
+        return str(wanted)
+    fallback = "python3"
+    if wanted:
+        emitter.emit(
+            "log",
+            stream="stderr",
+            text=f"kernel {wanted!r} is not installed where the step runs; using {fallback!r}\n",
+        )
+    return fallback
+
+
+def collect_artifacts(artifacts_dir: Path, emitter: Emitter, already: set[str]) -> None:
+    """One `artifact` event per file under the artifacts folder (sorted, so re-runs are stable)."""
+    if not artifacts_dir.is_dir():
+        return
+    for path in sorted(p for p in artifacts_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(artifacts_dir).as_posix()
+        mime = mimetypes.guess_type(rel)[0] or "application/octet-stream"
+        emitter.emit("artifact", path=rel, size=path.stat().st_size, mime=mime)
+
+
+class _HtmlWriter:
+    """Loads nbconvert in a background thread while the kernel starts (it costs ~1 s to import)."""
+
+    def __init__(self) -> None:
+        self._exporter: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name="html-exporter", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            from nbconvert import HTMLExporter
+
+            exporter = HTMLExporter(template_name="lab")
+            exporter.from_notebook_node(_empty_notebook())  # loads the templates now, not at the end
+            self._exporter = exporter
+        except BaseException as exc:  # noqa: BLE001 - reported when the HTML is wanted
+            self._error = exc
+
+    def write(self, executed: Path, target: Path) -> None:
+        import nbformat
+
+        self._thread.join()
+        if self._exporter is None:
+            raise RuntimeError(f"nbconvert is not usable: {self._error}")
+        nb = nbformat.read(executed, as_version=4)
+        body, _ = self._exporter.from_notebook_node(nb)
+        target.write_text(body, encoding="utf-8")
+
+
+def _empty_notebook() -> Any:
+    import nbformat
+
+    return nbformat.v4.new_notebook()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    attempt_dir = Path(args.attempt_dir)
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    artifacts_dir = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR") or attempt_dir / "artifacts")
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["JUPYTER_EXT_ARTIFACTS_DIR"] = str(artifacts_dir)
+    os.environ.setdefault("JUPYTER_EXT_KERNEL_PID_FILE", str(attempt_dir / "kernel.pid"))
+    emitter = Emitter(
+        args.job,
+        args.step,
+        args.attempt,
+        path=None if args.no_events_file else str(attempt_dir / "events.jsonl"),
+        stream=sys.stdout if args.events_stdout else None,
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    html = _HtmlWriter()
+    started = time.time()
+    emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
+    status, code, error = "succeeded", 0, None
+    executed = artifacts_dir / EXECUTED
+    saved: set[str] = set()
+    try:
+        import nbformat
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        nb = nbformat.read(args.notebook, as_version=4)
+        parameters: dict[str, Any] = {}
+        if args.parameters_file:
+            parameters = json.loads(Path(args.parameters_file).read_text())
+        kernel = choose_kernel(nb, args.kernel, emitter)
+        workdir = args.workdir or str(Path(args.notebook).resolve().parent)
+        try:
+            result = papermill.execute_notebook(
+                args.notebook,
+                str(executed),
+                parameters=parameters,
+                engine_name="jupyter_ext",
+                kernel_name=kernel,
+                cwd=workdir,
+                progress_bar=False,
+                log_output=False,
+                emitter=emitter,
+                artifacts_dir=str(artifacts_dir),
+            )
+            saved = set(getattr(result, "saved_artifacts", set()) or set())
+        except PapermillExecutionError as exc:
+            status, code = "failed", 1
+            error = _cell_error(exc, emitter)
+    except Cancelled:
+        status, code, error = "cancelled", 143, {"message": "cancelled"}
+    except Exception as exc:  # noqa: BLE001 - anything else is a runner failure the user must see
+        status, code = "failed", 2
+        error = {
+            "ename": type(exc).__name__,
+            "evalue": str(exc),
+            "message": f"the step could not run: {type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exception(exc),
+        }
+    finally:
+        # Cancellation during clean-up must not lose the events below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if executed.exists():
+        try:
+            html.write(executed, artifacts_dir / EXECUTED_HTML)
+        except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience, never fatal
+            emitter.emit("log", stream="stderr", text=f"could not write the HTML copy: {exc}\n")
+    collect_artifacts(artifacts_dir, emitter, saved)
+    emitter.emit("step.end", status=status, exit_code=code, error=error, duration=round(time.time() - started, 3))
+    emitter.close()
+    return code
+
+
+def _cell_error(exc: Any, emitter: Emitter) -> dict[str, Any]:
+    """papermill's error fields, located by the failing cell's own `cell.end` event."""
+    where = emitter.last_cell_error or {}
+    cell_index = where.get("cell_index")
+    ename, evalue = getattr(exc, "ename", "Error"), getattr(exc, "evalue", "")
+    place = f"cell {cell_index}" if cell_index is not None else "a cell"
+    return {
+        "cell_index": cell_index,
+        "cell_id": where.get("cell_id"),
+        "ename": ename,
+        "evalue": evalue,
+        "traceback": list(getattr(exc, "traceback", []) or []),
+        "message": f"{place} raised {ename}: {evalue}",
+    }

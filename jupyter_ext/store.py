@@ -1,0 +1,391 @@
+"""SQLite store of jobs, steps, events and artifacts (WAL, schema-versioned).
+
+`Store` is synchronous and owns one connection; `AsyncStore` runs every call on one
+dedicated thread so the server's event loop never waits on the disk. Events get a per-job
+`seq` inside the same transaction that records how many runner events of the step attempt
+were consumed (`steps.consumed`), so resuming a stream after a crash or from two readers at
+once can neither skip nor duplicate an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import Conflict, NotFound
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    name TEXT NOT NULL,
+    notebook TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    status TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    error TEXT,
+    idempotency_key TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (user, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user, created DESC);
+CREATE TABLE IF NOT EXISTS steps (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    started REAL,
+    finished REAL,
+    exit_code INTEGER,
+    error TEXT,
+    handle TEXT,
+    consumed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    step TEXT,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    step TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+"""
+
+_JSON_JOB = ("parameters", "spec", "error")
+_JSON_STEP = ("spec", "error", "handle")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def artifact_name(step: str, path: str, single_step: bool) -> str:
+    """Flat, job-unique artifact name: 'plots/loss.png' -> 'plots__loss.png' (prefixed by step if several)."""
+    flat = path.replace("\\", "/").strip("/").replace("/", "__")
+    return flat if single_step else f"{step}__{flat}"
+
+
+class Store:
+    """Synchronous store; use from one thread only (AsyncStore does that for the server)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = 0
+            exists = self.db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone()
+            if exists:
+                row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = int(row["value"]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the job database {self.path} has schema {version}, newer than this jupyter-ext "
+                    f"({SCHEMA_VERSION}); upgrade jupyter-ext or point JupyterExt.db_path elsewhere"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: Any, *_: Any) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> Store._Tx:
+        return Store._Tx(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- rows -> dicts ----------------------------------------------------------------------------
+    @staticmethod
+    def _row(row: sqlite3.Row | None, json_fields: Iterable[str]) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for key in json_fields:
+            if key in out and out[key] is not None:
+                out[key] = json.loads(out[key])
+        return out
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+        """Insert a job with its steps. With an idempotency key already used by this user,
+        return the existing job instead (created=False)."""
+        with self._tx() as db:
+            key = job.get("idempotency_key")
+            if key:
+                row = db.execute(
+                    "SELECT id FROM jobs WHERE user=? AND idempotency_key=?", (job["user"], key)
+                ).fetchone()
+                if row:
+                    return self._job(row["id"]), False
+            db.execute(
+                "INSERT INTO jobs (id, user, name, notebook, backend, status, parameters, spec, created, "
+                "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job["id"],
+                    job["user"],
+                    job["name"],
+                    job["notebook"],
+                    job["backend"],
+                    job.get("status", "queued"),
+                    json.dumps(job.get("parameters", {})),
+                    json.dumps(job.get("spec", {})),
+                    job.get("created", time.time()),
+                    key,
+                ),
+            )
+            for position, step in enumerate(steps):
+                db.execute(
+                    "INSERT INTO steps (job_id, name, position, status, spec) VALUES (?,?,?,?,?)",
+                    (job["id"], step["name"], position, step.get("status", "queued"), json.dumps(step["spec"])),
+                )
+        return self._job(job["id"]), True
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        job = self._row(self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone(), _JSON_JOB)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}; `jupyter-ext ls` lists your jobs", field="id")
+        job["steps"] = [
+            self._row(r, _JSON_STEP)
+            for r in self.db.execute("SELECT * FROM steps WHERE job_id=? ORDER BY position", (job_id,))
+        ]
+        return job
+
+    def get_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+        """The job with its steps; NotFound (never Forbidden, so ids do not leak) for another user's."""
+        job = self._job(job_id)
+        if user is not None and job["user"] != user:
+            raise NotFound(f"no job {job_id!r}; `jupyter-ext ls` lists your jobs", field="id")
+        return job
+
+    def list_jobs(self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        query = "SELECT id FROM jobs"
+        args: list[Any] = []
+        where = []
+        if user is not None:
+            where.append("user=?")
+            args.append(user)
+        if statuses is not None:
+            sts = list(statuses)
+            where.append(f"status IN ({','.join('?' * len(sts))})")
+            args.extend(sts)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created DESC LIMIT ?"
+        args.append(limit)
+        return [self._job(r["id"]) for r in self.db.execute(query, args).fetchall()]
+
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        if fields:
+            for key in _JSON_JOB:
+                if key in fields and fields[key] is not None:
+                    fields[key] = json.dumps(fields[key])
+            sets = ", ".join(f"{k}=?" for k in fields)
+            with self._tx() as db:
+                db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))  # noqa: S608 - keys are ours
+        return self._job(job_id)
+
+    def update_step(self, job_id: str, name: str, *, expect_attempt: int | None = None, **fields: Any) -> bool:
+        """Update a step; with expect_attempt, only if that attempt is still the current one."""
+        for key in _JSON_STEP:
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(fields[key])
+        sets = ", ".join(f"{k}=?" for k in fields)
+        query = f"UPDATE steps SET {sets} WHERE job_id=? AND name=?"  # noqa: S608 - keys are ours
+        args: list[Any] = [*fields.values(), job_id, name]
+        if expect_attempt is not None:
+            query += " AND attempt=?"
+            args.append(expect_attempt)
+        with self._tx() as db:
+            return db.execute(query, args).rowcount > 0
+
+    def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+        job = self.get_job(job_id, user)
+        if job["status"] in ("queued", "running"):
+            raise Conflict(f"job {job_id!r} is {job['status']}; cancel it first (`jupyter-ext cancel {job_id}`)")
+        with self._tx() as db:
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return job
+
+    # -- events -------------------------------------------------------------------------------------
+    def append_events(
+        self,
+        job_id: str,
+        events: list[dict[str, Any]],
+        *,
+        step: str | None = None,
+        attempt: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Store events, giving each the next `seq`. Runner events (with `n`) of a step attempt are
+        stored only if newer than what was consumed; returns the events actually stored."""
+        stored: list[dict[str, Any]] = []
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT last_seq, (SELECT COUNT(*) FROM steps WHERE job_id=jobs.id) AS steps_count "
+                "FROM jobs WHERE id=?",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return []
+            seq, single = row["last_seq"], row["steps_count"] <= 1
+            consumed = None
+            if step is not None and attempt is not None:
+                srow = db.execute(
+                    "SELECT consumed, attempt FROM steps WHERE job_id=? AND name=?", (job_id, step)
+                ).fetchone()
+                if srow is None or srow["attempt"] != attempt:
+                    return []  # a stale attempt's reader: its events belong to nobody now
+                consumed = srow["consumed"]
+            for event in events:
+                n = event.get("n")
+                if consumed is not None and n is not None:
+                    if n <= consumed:
+                        continue
+                    consumed = n
+                seq += 1
+                body = {k: v for k, v in event.items() if k != "n"}
+                body.update(v=1, job=job_id, seq=seq)
+                body.setdefault("ts", time.time())
+                body.setdefault("step", step)
+                if body["type"] == "artifact" and "path" in body:
+                    body["name"] = self._artifact(db, job_id, body, single)
+                if body["type"] == "cell.output" and body.get("artifact"):
+                    body["artifact"] = artifact_name(body.get("step") or "main", body["artifact"], single)
+                db.execute(
+                    "INSERT INTO events (job_id, seq, step, type, body) VALUES (?,?,?,?,?)",
+                    (job_id, seq, body.get("step"), body["type"], json.dumps(body, default=str)),
+                )
+                stored.append(body)
+            db.execute("UPDATE jobs SET last_seq=? WHERE id=?", (seq, job_id))
+            if consumed is not None:
+                db.execute("UPDATE steps SET consumed=? WHERE job_id=? AND name=?", (consumed, job_id, step))
+        return stored
+
+    def _artifact(self, db: sqlite3.Connection, job_id: str, event: dict[str, Any], single: bool) -> str:
+        step = event.get("step") or "main"
+        name = artifact_name(step, event["path"], single)
+        location = event.get("location") or event["path"]
+        db.execute(
+            "INSERT INTO artifacts (job_id, name, step, path, size, mime, created) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(job_id, name) DO UPDATE SET path=excluded.path, size=excluded.size, "
+            "mime=excluded.mime, step=excluded.step, created=excluded.created",
+            (job_id, name, step, location, int(event.get("size", 0)), event.get("mime", "application/octet-stream"),
+             event.get("ts", time.time())),
+        )
+        return name
+
+    def events(self, job_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT body FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?", (job_id, after, limit)
+        ).fetchall()
+        return [json.loads(r["body"]) for r in rows]
+
+    # -- artifacts -------------------------------------------------------------------------------------
+    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT name, step, path, size, mime, created FROM artifacts WHERE job_id=? ORDER BY step, name", (job_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def artifact(self, job_id: str, name: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM artifacts WHERE job_id=? AND name=?", (job_id, name)).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id!r} has no artifact {name!r}; list them with GET .../artifacts", field="name")
+        return dict(row)
+
+
+class AsyncStore:
+    """The store for async code: every call runs on one dedicated thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jupyter-ext-store")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+        return await self.call(self.sync.create_job, job, steps)
+
+    async def get_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+        return await self.call(self.sync.get_job, job_id, user)
+
+    async def list_jobs(self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        return await self.call(self.sync.list_jobs, user, limit, statuses)
+
+    async def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        return await self.call(self.sync.update_job, job_id, **fields)
+
+    async def update_step(self, job_id: str, name: str, **fields: Any) -> bool:
+        return await self.call(self.sync.update_step, job_id, name, **fields)
+
+    async def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+        return await self.call(self.sync.delete_job, job_id, user)
+
+    async def append_events(self, job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+        return await self.call(self.sync.append_events, job_id, events, **kw)
+
+    async def events(self, job_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
+        return await self.call(self.sync.events, job_id, after, limit)
+
+    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        return await self.call(self.sync.artifacts, job_id)
+
+    async def artifact(self, job_id: str, name: str) -> dict[str, Any]:
+        return await self.call(self.sync.artifact, job_id, name)
+
+    async def close(self) -> None:
+        await self.call(self.sync.close)
+        self._executor.shutdown(wait=False)
