@@ -217,18 +217,21 @@ class LocalBackend(Backend):
         super().__init__(**kwargs)
         self._tailer: _Tailer | None = None
         self._slots: dict[str, list[str]] = {}  # attempt key -> GPUs it holds
-        self._changed: asyncio.Condition | None = None
+        self._changed = asyncio.Condition()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._outcomes: dict[str, Outcome] = {}
+        self._reaping: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._tailer is None:
             self._tailer = _Tailer(self.poll_interval)
             self._tailer.start()
-        self._changed = asyncio.Condition()
 
     async def stop(self) -> None:
+        if self._reaping:
+            # Steps that reported their end are exiting; give them a moment so none is left a zombie.
+            await asyncio.wait(list(self._reaping), timeout=5)
         if self._tailer is not None:
             self._tailer.stop()
             self._tailer = None
@@ -252,7 +255,6 @@ class LocalBackend(Backend):
         return [g for g in self.gpus if g not in held]
 
     async def _acquire(self, key: str, n_gpus: int) -> list[str]:
-        assert self._changed is not None, "LocalBackend.start() was not called"
         async with self._changed:
             await self._changed.wait_for(
                 lambda: len(self._slots) < self.max_concurrent and len(self._free_gpus()) >= n_gpus
@@ -262,7 +264,6 @@ class LocalBackend(Backend):
             return gpus
 
     async def _release(self, key: str) -> None:
-        assert self._changed is not None
         async with self._changed:
             self._slots.pop(key, None)
             self._changed.notify_all()
@@ -358,7 +359,6 @@ class LocalBackend(Backend):
         events_file = Path(handle["attempt_dir"]) / "events.jsonl"
         if not _alive(int(handle["pid"]), handle.get("start_time")) and not events_file.exists():
             return False
-        assert self._changed is not None
         async with self._changed:
             self._slots[key] = list(handle.get("gpus", []))
         return True
@@ -395,7 +395,9 @@ class LocalBackend(Backend):
             # The runner said how it ended; reap the process in the background (it may still be
             # unwinding its interpreter) and only then give its slot back.
             if proc is not None:
-                asyncio.create_task(self._reap(w.key, proc))
+                task = asyncio.create_task(self._reap(w.key, proc))
+                self._reaping.add(task)
+                task.add_done_callback(self._reaping.discard)
             else:
                 await self._release(w.key)
             return Outcome(exit_code=int(w.end_event.get("exit_code") or 0))

@@ -1,0 +1,54 @@
+"""Shared fixtures: example notebooks, OpenAPI validation."""
+
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SPEC = yaml.safe_load((ROOT / "jupyter_ext" / "openapi.yaml").read_text())
+
+
+def check_response(path: str, method: str, status: int, body: Any) -> None:
+    """Validate a response body against openapi.yaml (path is the spec's template, e.g. /jobs/{job_id})."""
+    operation = SPEC["paths"][path][method.lower()]
+    assert str(status) in operation["responses"], f"{method} {path} -> {status} is not documented"
+    response = operation["responses"][str(status)]
+    if "$ref" in response:
+        response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    content = response.get("content", {}).get("application/json")
+    if content is None:
+        return
+    schema = {**content["schema"], "components": SPEC["components"]}
+    Draft202012Validator(schema).validate(body)
+
+
+@pytest.fixture
+def notebooks(tmp_path: Path) -> Path:
+    """A server root holding copies of the example notebooks plus test notebooks."""
+    root = tmp_path / "root"
+    root.mkdir()
+    for nb in EXAMPLES.glob("*.ipynb"):
+        shutil.copy(nb, root / nb.name)
+    from tests.notebooks import write_test_notebooks
+
+    write_test_notebooks(root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the developer's own job database."""
+    monkeypatch.setenv("JUPYTER_EXT_DATA_DIR", str(tmp_path / "jupyter-ext-data"))
+    monkeypatch.delenv("JUPYTER_EXT_SERVER_URL", raising=False)
+    os.environ.pop("JUPYTERHUB_USER", None)
