@@ -28,4 +28,3 @@ def artifact_path(name: str) -> Path:
     path = base / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-

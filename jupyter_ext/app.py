@@ -79,6 +79,7 @@ class JupyterExt(ExtensionApp):
         if self.backend not in self.backends:
             raise ValueError(f"JupyterExt.backend={self.backend!r} is not one of {sorted(self.backends)}")
         self.store = AsyncStore(Store(self.db_path))
+        assert self.serverapp is not None, "JupyterExt runs inside a jupyter-server"
         contents = getattr(self.serverapp, "contents_manager", None)
         self.orchestrator = Orchestrator(
             store=self.store,

@@ -339,7 +339,15 @@ async def cmd_ls(args: argparse.Namespace) -> int:
     for j in jobs[: args.limit]:
         done = sum(1 for s in j["steps"] if s["status"] == "succeeded")
         rows.append(
-            (j["id"], j["name"][:30], j["status"], j["backend"], f"{done}/{len(j['steps'])}", j["created"][:19].replace("T", " "), _duration(j))
+            (
+                j["id"],
+                j["name"][:30],
+                j["status"],
+                j["backend"],
+                f"{done}/{len(j['steps'])}",
+                j["created"][:19].replace("T", " "),
+                _duration(j),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -353,7 +361,11 @@ def _duration(job: dict[str, Any]) -> str:
     if not job.get("started"):
         return "-"
     start = datetime.fromisoformat(job["started"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(job["finished"].replace("Z", "+00:00")) if job.get("finished") else datetime.now(timezone.utc)
+    end = (
+        datetime.fromisoformat(job["finished"].replace("Z", "+00:00"))
+        if job.get("finished")
+        else datetime.now(timezone.utc)
+    )
     seconds = int((end - start).total_seconds())
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
@@ -419,7 +431,9 @@ async def cmd_artifacts(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"jupyter-ext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -428,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a notebook as a job and print its outputs live")
     run.add_argument("notebook")
-    run.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument(
+        "-p", "--parameter", dest="parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+    )
     run.add_argument("--backend")
     run.add_argument("--name")
     run.add_argument("--gpu")

@@ -6,6 +6,7 @@ the servers `jupyter server list` knows, keeping the first that answers our `inf
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -76,7 +77,8 @@ class ServerClient:
         return (await self.request("GET", f"jobs/{quote(job_id)}/artifacts"))["artifacts"]
 
     async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
-        with open(target, "wb") as out:
+        out = await asyncio.to_thread(open, target, "wb")
+        try:
 
             def on_chunk(chunk: bytes) -> None:
                 out.write(chunk)
@@ -93,6 +95,8 @@ class ServerClient:
                 await self.http.fetch(req)
             except HTTPClientError as exc:
                 raise _BY_STATUS.get(exc.code, BackendError)(f"downloading {name!r}: {exc}") from None
+        finally:
+            out.close()
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every event after `after`, live, until job.end; reconnects (resuming) if dropped."""

@@ -232,8 +232,9 @@ class ArtifactHandler(_Base):
             raise ValidationError(f"name: {name!r} is not an artifact name; names have no '/' or '..'", field="name")
         await self.ext.store.get_job(job_id, self.owner)
         artifact = await self.ext.store.artifact(job_id, name)
-        path = Path(artifact["path"]).resolve()
-        job_dir = self.ext.orchestrator.job_dir(job_id).resolve()
+        path, job_dir = await asyncio.to_thread(
+            lambda: (Path(artifact["path"]).resolve(), self.ext.orchestrator.job_dir(job_id).resolve())
+        )
         if not path.is_relative_to(job_dir):
             raise NotFound(f"artifact {name!r} is not stored with job {job_id!r}", field="name")
         mime = artifact["mime"]
@@ -241,13 +242,17 @@ class ArtifactHandler(_Base):
         self.set_header("Content-Type", mime)
         self.set_header("X-Content-Type-Options", "nosniff")
         # Artifacts are user content: never let one run script in the server's origin.
-        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'")
+        self.set_header(
+            "Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+        )
         disposition = "inline" if inline else "attachment"
-        self.set_header("Content-Disposition", f"{disposition}; filename=\"{name}\"")
+        self.set_header("Content-Disposition", f'{disposition}; filename="{name}"')
         try:
             handle = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
-            raise NotFound(f"artifact {name!r} of job {job_id!r} is recorded but its file is gone", field="name") from None
+            raise NotFound(
+                f"artifact {name!r} of job {job_id!r} is recorded but its file is gone", field="name"
+            ) from None
         try:
             size = (await asyncio.to_thread(os.fstat, handle.fileno())).st_size
             self.set_header("Content-Length", str(size))
@@ -262,7 +267,7 @@ class ArtifactHandler(_Base):
         self.finish()
 
 
-class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):  # type: ignore[misc]
+class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     """Events with seq > after, then live ones as they are stored; closes after `job.end`."""
 
     auth_resource = AUTH_RESOURCE
@@ -292,7 +297,7 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
         if res is not None:
             await res
 
-    def open(self, job_id: str) -> None:  # type: ignore[override]
+    def open(self, job_id: str) -> None:
         self.queue = self.ext.orchestrator.hub.subscribe(job_id)
         self.pump = asyncio.create_task(self._pump())
 

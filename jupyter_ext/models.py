@@ -222,7 +222,7 @@ def _bare(fn: Any, v: object, field: str) -> Any:
         raise ValueError(exc.message.removeprefix(f"{field}: ")) from None
 
 
-def _loc(err: dict[str, Any], prefix: str) -> str:
+def _loc(err: Any, prefix: str) -> str:
     parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
     path = ".".join(parts)
     return f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
@@ -231,7 +231,9 @@ def _loc(err: dict[str, Any], prefix: str) -> str:
 def parse(model: type[M], data: object, where: str = "") -> M:
     """Validate `data` as `model`, raising ValidationError whose message names each bad field."""
     if not isinstance(data, dict):
-        raise ValidationError(f"{where or 'body'}: expected a JSON object, got {type(data).__name__}", field=where or None)
+        raise ValidationError(
+            f"{where or 'body'}: expected a JSON object, got {type(data).__name__}", field=where or None
+        )
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

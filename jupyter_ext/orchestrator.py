@@ -56,7 +56,7 @@ class Orchestrator:
         self.allow_hidden = allow_hidden
         self.hub = EventHub()
         self._drivers: dict[str, asyncio.Task[None]] = {}
-        self._waiting: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._waiting: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
         self._stopping = False
 
@@ -101,7 +101,9 @@ class Orchestrator:
         """The notebook's real path, refusing anything outside the server root (runs in a thread)."""
         field = "notebook"
         if relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
-            raise ValidationError(f"notebook: {relative!r} is absolute; give a path relative to the server root", field=field)
+            raise ValidationError(
+                f"notebook: {relative!r} is absolute; give a path relative to the server root", field=field
+            )
         parts = Path(relative).parts
         if ".." in parts:
             raise ValidationError(f"notebook: {relative!r} leaves the server root; remove '..'", field=field)
@@ -120,7 +122,9 @@ class Orchestrator:
         try:
             nb = nbformat.read(path, as_version=4)
         except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
-            raise ValidationError(f"notebook: {spec.notebook!r} is not a valid notebook: {exc}", field="notebook") from None
+            raise ValidationError(
+                f"notebook: {spec.notebook!r} is not a valid notebook: {exc}", field="notebook"
+            ) from None
         defaults = spec.resources
         plan = plan_notebook(nb, defaults=defaults)
         steps: list[StepSpec] = []
@@ -144,7 +148,9 @@ class Orchestrator:
         backend_name = spec.backend or self.default_backend
         if backend_name not in self.backends:
             known = ", ".join(sorted(self.backends))
-            raise ValidationError(f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend")
+            raise ValidationError(
+                f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend"
+            )
         backend = self.backends[backend_name]
         job_id = new_job_id()
         try:
@@ -166,9 +172,7 @@ class Orchestrator:
             "idempotency_key": spec.idempotency_key,
             "created": time.time(),
         }
-        job, created = await self.store.create_job(
-            record, [{"name": s.name, "spec": s.model_dump()} for s in steps]
-        )
+        job, created = await self.store.create_job(record, [{"name": s.name, "spec": s.model_dump()} for s in steps])
         if not created:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             return job, False
@@ -228,7 +232,9 @@ class Orchestrator:
             raise
         except Exception:
             log.exception("jupyter-ext: driving job %s failed", job_id)
-            await self._finish_job(job_id, error={"message": "internal error while running the job; see the server log"})
+            await self._finish_job(
+                job_id, error={"message": "internal error while running the job; see the server log"}
+            )
 
     async def _drive_job(self, job_id: str) -> None:
         job = await self.store.get_job(job_id)
@@ -245,7 +251,9 @@ class Orchestrator:
                 if step["status"] in _TERMINAL or name in tasks:
                     continue
                 if cancelling and step["status"] == "queued" and (job_id, name) not in self._waiting:
-                    await self._end_step(job_id, name, Status.cancelled, error={"message": "cancelled before it started"})
+                    await self._end_step(
+                        job_id, name, Status.cancelled, error={"message": "cancelled before it started"}
+                    )
                     continue
                 after = step["spec"].get("after", [])
                 blocked = [d for d in after if steps[d]["status"] in ("failed", "cancelled", "not_run")]
@@ -354,11 +362,15 @@ class Orchestrator:
         backend = self.backends[job["backend"]]
         handle: dict[str, Any] | None = None
         attempt = step["attempt"]
-        after = 0
         if step["status"] == "running" and step["handle"]:
-            handle, after = step["handle"], step["consumed"]
+            handle = step["handle"]
             if not await backend.adopt(handle):
-                await self._end_step(job_id, name, Status.failed, error={"message": "the step's process was lost while the server was down"})
+                await self._end_step(
+                    job_id,
+                    name,
+                    Status.failed,
+                    error={"message": "the step's process was lost while the server was down"},
+                )
                 return
         elif attempt == 0:
             attempt = 1
@@ -368,7 +380,6 @@ class Orchestrator:
                 handle = await self._submit(job, step, attempt, backend)
                 if handle is None:
                     return  # cancelled while waiting for capacity
-                after = 0
             outcome, end_event, timed_out = await self._follow(job_id, name, attempt, handle, backend, spec, started)
             cancelled = await self._cancel_requested(job_id)
             if cancelled:
@@ -387,7 +398,16 @@ class Orchestrator:
                 }
             if status is Status.failed and attempt <= spec.retries:
                 await self._emit(
-                    job_id, [{"type": "step.retry", "step": name, "attempt": attempt, "next_attempt": attempt + 1, "error": error}]
+                    job_id,
+                    [
+                        {
+                            "type": "step.retry",
+                            "step": name,
+                            "attempt": attempt,
+                            "next_attempt": attempt + 1,
+                            "error": error,
+                        }
+                    ],
                 )
                 attempt += 1
                 handle = None
@@ -399,7 +419,9 @@ class Orchestrator:
             await self._end_step(job_id, name, status, error=error, exit_code=outcome.exit_code, emit=not said)
             return
 
-    async def _submit(self, job: dict[str, Any], step: dict[str, Any], attempt: int, backend: Backend) -> dict[str, Any] | None:
+    async def _submit(
+        self, job: dict[str, Any], step: dict[str, Any], attempt: int, backend: Backend
+    ) -> dict[str, Any] | None:
         """Start an attempt; None if the job was cancelled while it waited for capacity."""
         job_id, name = job["id"], step["name"]
         await self.store.update_step(job_id, name, status="queued", attempt=attempt, handle=None, consumed=0)
@@ -463,7 +485,14 @@ class Orchestrator:
             # The runner could not say how it ended (killed, lost): say it for it.
             await self._emit(
                 job_id,
-                [{"type": "log", "step": name, "stream": "stderr", "text": f"step {name!r}: {outcome.reason or 'ended'}\n"}],
+                [
+                    {
+                        "type": "log",
+                        "step": name,
+                        "stream": "stderr",
+                        "text": f"step {name!r}: {outcome.reason or 'ended'}\n",
+                    }
+                ],
             )
         return outcome, end_event, timed_out
 
@@ -474,4 +503,3 @@ def _human_seconds(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
-

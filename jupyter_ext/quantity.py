@@ -44,7 +44,9 @@ def _quantity(value: object, field: str, example: str) -> Decimal:
     elif isinstance(value, str):
         text = value
     else:
-        raise ValidationError(f"{field}: expected a quantity such as {example!r}, got {type(value).__name__}", field=field)
+        raise ValidationError(
+            f"{field}: expected a quantity such as {example!r}, got {type(value).__name__}", field=field
+        )
     if text.strip().startswith("-"):
         raise ValidationError(f"{field}: {text!r} is negative; use a positive value such as {example!r}", field=field)
     match = _QUANTITY.match(text)

@@ -209,7 +209,9 @@ class Store:
             raise NotFound(f"no job {job_id!r}; `jupyter-ext ls` lists your jobs", field="id")
         return job
 
-    def list_jobs(self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def list_jobs(
+        self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         query = "SELECT id FROM jobs"
         args: list[Any] = []
         where = []
@@ -320,8 +322,15 @@ class Store:
             "INSERT INTO artifacts (job_id, name, step, path, size, mime, created) VALUES (?,?,?,?,?,?,?) "
             "ON CONFLICT(job_id, name) DO UPDATE SET path=excluded.path, size=excluded.size, "
             "mime=excluded.mime, step=excluded.step, created=excluded.created",
-            (job_id, name, step, location, int(event.get("size", 0)), event.get("mime", "application/octet-stream"),
-             event.get("ts", time.time())),
+            (
+                job_id,
+                name,
+                step,
+                location,
+                int(event.get("size", 0)),
+                event.get("mime", "application/octet-stream"),
+                event.get("ts", time.time()),
+            ),
         )
         return name
 
@@ -362,7 +371,9 @@ class AsyncStore:
     async def get_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
         return await self.call(self.sync.get_job, job_id, user)
 
-    async def list_jobs(self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    async def list_jobs(
+        self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         return await self.call(self.sync.list_jobs, user, limit, statuses)
 
     async def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """Shared fixtures: example notebooks, OpenAPI validation."""
 
-
 from __future__ import annotations
 
 import os
@@ -52,3 +51,15 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTER_EXT_DATA_DIR", str(tmp_path / "jupyter-ext-data"))
     monkeypatch.delenv("JUPYTER_EXT_SERVER_URL", raising=False)
     os.environ.pop("JUPYTERHUB_USER", None)
+
+
+@pytest.fixture
+def server(notebooks: Path, tmp_path: Path) -> Any:
+    """A real `jupyter server` process with jupyter-ext (started by the test with .start())."""
+    from tests.server.realserver import Server
+
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = Server(notebooks, tmp_path / "data", home)
+    yield srv
+    srv.stop()

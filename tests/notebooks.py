@@ -39,7 +39,9 @@ def write_test_notebooks(root: Path) -> None:
         "slow.ipynb",
         [
             new_code_cell("ticks = 40\ndelay = 0.25", metadata={"tags": ["parameters"]}),
-            new_code_cell("import time\nfor i in range(ticks):\n    print('tick', i, flush=True)\n    time.sleep(delay)"),
+            new_code_cell(
+                "import time\nfor i in range(ticks):\n    print('tick', i, flush=True)\n    time.sleep(delay)"
+            ),
             new_code_cell("print('done')"),
         ],
     )

@@ -363,7 +363,7 @@ class LocalBackend(Backend):
             self._slots[key] = list(handle.get("gpus", []))
         return True
 
-    async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:  # type: ignore[override]
+    async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
         assert self._tailer is not None, "LocalBackend.start() was not called"
         key = self._key(handle)
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -431,7 +431,8 @@ class LocalBackend(Backend):
             return
         _killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.cancel_grace
-        while time.monotonic() < deadline and _alive(pid, start_time):
+        # A process that is not our child cannot be awaited; look every 100 ms during the grace period.
+        while time.monotonic() < deadline and _alive(pid, start_time):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         if _alive(pid, start_time):
             _killpg(pid, signal.SIGKILL)

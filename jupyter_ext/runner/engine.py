@@ -212,4 +212,3 @@ class EventEngine(NBClientEngine):
         result = client.execute()
         nb_man.saved_artifacts = client.saved_artifacts
         return result
-

@@ -57,7 +57,9 @@ class Api:
     async def submit(self, notebook: str, expect: int = 201, **spec: Any) -> dict[str, Any]:
         return await self.call("POST", "jobs", body={"notebook": notebook, **spec}, expect=expect)
 
-    async def stream(self, job_id: str, after: int = 0, until: str = "job.end", timeout: float = 90) -> list[dict[str, Any]]:
+    async def stream(
+        self, job_id: str, after: int = 0, until: str = "job.end", timeout: float = 90
+    ) -> list[dict[str, Any]]:
         """Events from the WebSocket until an event of type `until` (inclusive)."""
         ws = await self.ws_fetch("jupyter-ext", "api", "jobs", job_id, "events", "stream", params={"after": after})
         events: list[dict[str, Any]] = []

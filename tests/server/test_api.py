@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -131,18 +132,20 @@ async def test_cancel_stops_the_process(api: Any, data_dir: Path) -> None:
     await api.stream(job["id"], until="cell.output")
     running = await api.call("GET", "jobs", job["id"])
     assert running["status"] == "running"
-    pid = json.loads((data_dir / "jobs" / job["id"] / "steps" / "main" / "attempt-1" / "events.jsonl").read_text().splitlines()[0])["pid"]
+    pid = json.loads(
+        (data_dir / "jobs" / job["id"] / "steps" / "main" / "attempt-1" / "events.jsonl").read_text().splitlines()[0]
+    )["pid"]
     cancelled = await api.call("POST", "jobs", job["id"], "cancel")
     check_response("/jobs/{job_id}/cancel", "POST", 200, cancelled)
     final = await api.wait(job["id"])
     assert final["status"] == "cancelled" and final["steps"][0]["status"] == "cancelled"
     deadline = time.time() + 10
-    while time.time() < deadline and _alive(pid):
-        time.sleep(0.1)
+    while time.time() < deadline and _alive(pid):  # noqa: ASYNC110 - not our child; nothing to await
+        await asyncio.sleep(0.1)
     assert not _alive(pid), "the runner process must be gone"
     kernel_pid = int((data_dir / "jobs" / job["id"] / "steps" / "main" / "attempt-1" / "kernel.pid").read_text())
-    while time.time() < deadline and _alive(kernel_pid):
-        time.sleep(0.1)
+    while time.time() < deadline and _alive(kernel_pid):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
     assert not _alive(kernel_pid), "the kernel must be gone too"
     events = (await api.call("GET", "jobs", job["id"], "events"))["events"]
     assert events[-1]["type"] == "job.end" and events[-1]["status"] == "cancelled"
@@ -178,7 +181,11 @@ BAD_SUBMISSIONS = [
     ({"notebook": "quick.ipynb", "backend": "slurm"}, 400, "backend: 'slurm' is not configured"),
     ({"notebook": "quick.ipynb", "resources": {"gpu": -1}}, 400, "resources.gpu"),
     ({"notebook": "quick.ipynb", "resources": {"gpu": 3}}, 400, "asks for 3 GPUs but the local backend has 2"),
-    ({"notebook": "quick.ipynb", "resources": {"memory": "lots"}}, 400, "resources.memory: 'lots' is not a Kubernetes quantity"),
+    (
+        {"notebook": "quick.ipynb", "resources": {"memory": "lots"}},
+        400,
+        "resources.memory: 'lots' is not a Kubernetes quantity",
+    ),
     ({"notebook": "quick.ipynb", "parameters": {"not an identifier": 1}}, 400, "parameters"),
     ({"notebook": "quick.ipynb", "surprise": True}, 400, "surprise: unknown field"),
     ({}, 400, "notebook: this field is required"),
@@ -271,7 +278,8 @@ async def test_server_does_not_leak_environment_secrets_to_steps(api: Any, noteb
                             "metadata": {},
                             "execution_count": None,
                             "outputs": [],
-                            "source": "import os\nprint(os.environ.get('JUPYTER_TOKEN'), os.environ['CUDA_VISIBLE_DEVICES'] == '')",
+                            "source": "import os\n"
+                            "print(os.environ.get('JUPYTER_TOKEN'), os.environ['CUDA_VISIBLE_DEVICES'] == '')",
                         }
                     ],
                 }

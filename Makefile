@@ -1,0 +1,57 @@
+# jupyter-ext: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything is installed into .venv (Python) and labextension/node_modules (JavaScript).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CACHE  ?= $(HOME)/.cache/jupyter-ext
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# JupyterLab refuses to start as root unless told; CI and containers often run as root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: demo test lint test-python test-js bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Editable install with the test extras; builds the labextension (jlpm from JupyterLab).
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml labextension/package.json
+	$(BIN)/pip install -q "jupyterlab>=4.2,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm install --immutable
+	touch $@
+
+$(VENV)/.installed-demo: $(BIN)/python pyproject.toml labextension/package.json
+	$(BIN)/pip install -q "jupyterlab>=4.2,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[examples]"
+	touch $@
+
+## demo: install, then start JupyterLab on examples/ with the extension (HEADLESS=1: run the example with the CLI)
+demo: $(VENV)/.installed-demo
+ifeq ($(HEADLESS),1)
+	$(BIN)/jupyter-ext run examples/train.ipynb -p epochs 40
+else
+	$(BIN)/jupyter lab --notebook-dir=examples $(ROOT_FLAG)
+endif
+
+## test: install everything the tests need, then lint + every test suite
+test: $(VENV)/.installed-test lint test-python test-js
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check jupyter_ext tests bench
+	$(BIN)/mypy
+	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm lint
+
+test-python: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+test-js: $(VENV)/.installed-test
+	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm test
+
+## bench: latency against raw papermill and jupyter-scheduler, measured in one run
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/core_latency.py
+
+clean:
+	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension
