@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -208,6 +209,12 @@ class LocalBackend(Backend):
         help="Python interpreter that runs the step runner (it needs jupyter-ext, papermill and ipykernel).",
     ).tag(config=True)
 
+    warm_pool = Int(
+        1,
+        help="Runner processes kept ready with papermill loaded and a python3 kernel started, so a "
+        "step starts in a fraction of a second instead of a few seconds. 0 turns the pool off.",
+    ).tag(config=True)
+
     poll_interval = Float(
         0.02,
         help="Seconds between looks at the event files of running steps when nothing new arrived.",
@@ -221,12 +228,16 @@ class LocalBackend(Backend):
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._outcomes: dict[str, Outcome] = {}
         self._reaping: set[asyncio.Task[None]] = set()
+        self._standby: list[subprocess.Popen[bytes]] = []
+        self._standby_lock = threading.Lock()
+        self._standby_dir: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._tailer is None:
             self._tailer = _Tailer(self.poll_interval)
             self._tailer.start()
+        await asyncio.to_thread(self._refill)
 
     async def stop(self) -> None:
         if self._reaping:
@@ -235,6 +246,7 @@ class LocalBackend(Backend):
         if self._tailer is not None:
             self._tailer.stop()
             self._tailer = None
+        await asyncio.to_thread(self._drain_standby)
 
     def capacity(self) -> dict[str, Any]:
         return {"max_concurrent": self.max_concurrent, "gpus": len(self.gpus), "running": len(self._slots)}
@@ -309,50 +321,134 @@ class LocalBackend(Backend):
             await self._release(key)
             raise
 
+    @staticmethod
+    def _base_env() -> dict[str, str]:
+        """The server's environment minus its own secrets (the token never reaches a step)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_TOKEN", "JPY_", "JUPYTER_EXT_"))}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    # -- warm pool ------------------------------------------------------------------------------------------
+    def _refill(self) -> None:
+        """Start standby runners until the pool is full (runs in a thread)."""
+        with self._standby_lock:
+            self._standby = [p for p in self._standby if p.poll() is None]
+            if self._standby_dir is None and self.warm_pool > 0:
+                self._standby_dir = Path(tempfile.mkdtemp(prefix="jupyter-ext-standby-"))
+            while len(self._standby) < self.warm_pool:
+                assert self._standby_dir is not None
+                log = open(self._standby_dir / f"standby-{time.time_ns()}.log", "ab")  # noqa: SIM115
+                try:
+                    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+                        [self.python, "-m", "jupyter_ext.runner", "--standby", str(self._standby_dir)],
+                        cwd=self._standby_dir,
+                        env=self._base_env(),
+                        stdin=subprocess.PIPE,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                except OSError as exc:
+                    self.log.warning("jupyter-ext: could not start a standby runner: %s", exc)
+                    return
+                finally:
+                    log.close()
+                self._standby.append(proc)
+
+    def _take_standby(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+        """Hand a step to a waiting runner; None when none is alive."""
+        message = (json.dumps({"argv": argv, "env": env}) + "\n").encode()
+        with self._standby_lock:
+            while self._standby:
+                proc = self._standby.pop(0)
+                if proc.poll() is not None or proc.stdin is None:
+                    continue
+                try:
+                    proc.stdin.write(message)
+                    proc.stdin.close()
+                except OSError:
+                    continue
+                return proc
+        return None
+
+    def _drain_standby(self) -> None:
+        with self._standby_lock:
+            procs, self._standby = self._standby, []
+        for proc in procs:
+            try:
+                if proc.stdin is not None:
+                    proc.stdin.close()  # end of input: it shuts its kernel down and exits
+                proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                _killpg(proc.pid, signal.SIGKILL)
+
+    # -- one attempt --------------------------------------------------------------------------------------------
     def _spawn(self, launch: StepLaunch, key: str, gpus: list[str]) -> dict[str, Any]:
         attempt_dir = Path(launch.attempt_dir)
+        existing = self._existing(attempt_dir)
+        if existing is not None:
+            return existing
         (attempt_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         params_file = attempt_dir / "parameters.json"
         params_file.write_text(json.dumps(launch.parameters))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_TOKEN", "JPY_"))}
-        env.update(launch.env)
-        env.update(
+        step_env = dict(launch.env)
+        step_env.update(
             JUPYTER_EXT_JOB=launch.job_id,
             JUPYTER_EXT_STEP=launch.step,
             JUPYTER_EXT_ATTEMPT=str(launch.attempt),
             JUPYTER_EXT_ARTIFACTS_DIR=str(attempt_dir / "artifacts"),
             JUPYTER_EXT_KERNEL_PID_FILE=str(attempt_dir / "kernel.pid"),
-            PYTHONUNBUFFERED="1",
+            JUPYTER_EXT_RUNNER_LOG=str(attempt_dir / "runner.log"),
         )
         if self.gpus or launch.resources.gpu:
             # An empty value hides every GPU from a CPU step, so it cannot take a GPU step's device.
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        log = open(attempt_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child, closed below
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
-                self._command(launch, params_file),
-                cwd=launch.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
-        finally:
-            log.close()
+            step_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        argv = self._command(launch, params_file)
+        proc = self._take_standby(argv[3:], step_env) if self.warm_pool > 0 else None
+        warm = proc is not None
+        if proc is None:
+            log = open(attempt_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+            try:
+                proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
+                    argv,
+                    cwd=launch.workdir,
+                    env={**self._base_env(), **step_env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
+            finally:
+                log.close()
         self._procs[key] = proc
-        return {
+        handle = {
             "backend": self.name,
             "key": key,
             "pid": proc.pid,
             "start_time": _proc_start_time(proc.pid),
             "attempt_dir": str(attempt_dir),
             "gpus": gpus,
+            "warm": warm,
             "started": time.time(),
         }
+        (attempt_dir / "handle.json").write_text(json.dumps(handle))
+        if warm:
+            self._refill()
+        return handle
+
+    def _existing(self, attempt_dir: Path) -> dict[str, Any] | None:
+        """The handle of this attempt if a previous server started it just before it died."""
+        try:
+            handle: dict[str, Any] = json.loads((attempt_dir / "handle.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if _alive(int(handle["pid"]), handle.get("start_time")) or (attempt_dir / "events.jsonl").exists():
+            return handle
+        return None
 
     async def adopt(self, handle: dict[str, Any]) -> bool:
         key = self._key(handle)

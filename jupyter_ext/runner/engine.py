@@ -37,9 +37,12 @@ def source_index(cell: Any, position: int, offset: int) -> int | None:
 class EventClient(PapermillNotebookClient):
     """nbclient client whose hooks turn execution into events."""
 
-    def __init__(self, nb_man: Any, emitter: Emitter, artifacts_dir: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self, nb_man: Any, emitter: Emitter, artifacts_dir: str | None = None, setup_code: str | None = None, **kw: Any
+    ) -> None:
         super().__init__(nb_man, **kw)
         self.emitter = emitter
+        self.setup_code = setup_code
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
         self._where: dict[int, dict[str, Any]] = {}
         self._image_count: dict[int, int] = {}
@@ -71,6 +74,11 @@ class EventClient(PapermillNotebookClient):
     # -- execution -----------------------------------------------------------------------------
     def papermill_execute_cells(self) -> None:
         self._index_cells()
+        if self.setup_code:
+            reply = self.wait_for_reply(self.kc.execute(self.setup_code, silent=True, store_history=False))
+            if not reply or reply["content"].get("status") != "ok":
+                content = (reply or {}).get("content", {})
+                raise RuntimeError(f"preparing the kernel failed: {content.get('ename')}: {content.get('evalue')}")
         pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
         if pid and os.environ.get("JUPYTER_EXT_KERNEL_PID_FILE"):
             Path(os.environ["JUPYTER_EXT_KERNEL_PID_FILE"]).write_text(str(pid))
@@ -191,6 +199,7 @@ class EventEngine(NBClientEngine):
     ) -> Any:
         emitter = kwargs.pop("emitter", None)
         artifacts_dir = kwargs.pop("artifacts_dir", None)
+        setup_code = kwargs.pop("setup_code", None)
         if emitter is None:
             # Used without our runner (plain `papermill --engine jupyter_ext`): behave like nbclient.
             return super().execute_managed_notebook(
@@ -208,7 +217,7 @@ class EventEngine(NBClientEngine):
             "stdout_file": stdout_file,
             "stderr_file": stderr_file,
         }
-        client = EventClient(nb_man, emitter, artifacts_dir, **final_kwargs)
+        client = EventClient(nb_man, emitter, artifacts_dir, setup_code, **final_kwargs)
         result = client.execute()
         nb_man.saved_artifacts = client.saved_artifacts
         return result

@@ -117,7 +117,16 @@ def _empty_notebook() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--standby"]:
+        from .standby import standby
+
+        return standby(argv[1] if len(argv) > 1 else ".")
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = None) -> int:
+    """Run one step attempt; with `km`, in that already started kernel (the warm pool's)."""
     attempt_dir = Path(args.attempt_dir)
     attempt_dir.mkdir(parents=True, exist_ok=True)
     artifacts_dir = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR") or attempt_dir / "artifacts")
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout if args.events_stdout else None,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
-    html = _HtmlWriter()
+    html = html or _HtmlWriter()
     started = time.time()
     emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
     status, code, error = "succeeded", 0, None
@@ -149,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
             parameters = json.loads(Path(args.parameters_file).read_text())
         kernel = choose_kernel(nb, args.kernel, emitter)
         workdir = args.workdir or str(Path(args.notebook).resolve().parent)
+        warm: dict[str, Any] = {}
+        if km is not None and km.kernel_name == kernel:
+            # The kernel started before this step was known: give it the step's folder and env first.
+            env = {k: v for k, v in os.environ.items() if k.startswith("JUPYTER_EXT_") or k == "CUDA_VISIBLE_DEVICES"}
+            warm = {"km": km, "setup_code": _setup_code(workdir, env)}
+            _write_kernel_pid(km)
+        elif km is not None:
+            km.shutdown_kernel(now=True)
+            km = None
         try:
             result = papermill.execute_notebook(
                 args.notebook,
@@ -161,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_output=False,
                 emitter=emitter,
                 artifacts_dir=str(artifacts_dir),
+                **warm,
             )
             saved = set(getattr(result, "saved_artifacts", set()) or set())
         except PapermillExecutionError as exc:
@@ -179,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # Cancellation during clean-up must not lose the events below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if km is not None:
+            km.shutdown_kernel(now=True)
     if executed.exists():
         try:
             html.write(executed, artifacts_dir / EXECUTED_HTML)
@@ -188,6 +209,24 @@ def main(argv: list[str] | None = None) -> int:
     emitter.emit("step.end", status=status, exit_code=code, error=error, duration=round(time.time() - started, 3))
     emitter.close()
     return code
+
+
+def _setup_code(workdir: str, env: dict[str, str]) -> str:
+    """Code run silently in a pre-started kernel before the first cell (no shell strings involved:
+    the values are JSON literals, which Python reads as the same str/dict values)."""
+    return (
+        "import os as _je_os\n"
+        f"_je_os.environ.update({json.dumps(env)})\n"
+        f"_je_os.chdir({json.dumps(workdir)})\n"
+        "del _je_os\n"
+    )
+
+
+def _write_kernel_pid(km: Any) -> None:
+    pid = getattr(getattr(km, "provisioner", None), "pid", None)
+    target = os.environ.get("JUPYTER_EXT_KERNEL_PID_FILE")
+    if pid and target:
+        Path(target).write_text(str(pid))
 
 
 def _cell_error(exc: Any, emitter: Emitter) -> dict[str, Any]:

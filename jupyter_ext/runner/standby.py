@@ -1,0 +1,53 @@
+"""A warm runner: imports papermill and nbconvert and starts a kernel before any step exists.
+
+The local backend keeps a few of these waiting (`LocalBackend.warm_pool`). Each reads ONE
+JSON line on stdin, `{"argv": [...runner arguments...], "env": {...}}`, and then runs that
+step attempt exactly like a cold runner would, minus the start-up cost. On end of input (the
+server closed the pipe or died) it shuts its kernel down and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+
+def standby(folder: str) -> int:
+    from jupyter_client.manager import KernelManager
+
+    # papermill first: it loads our engine through its entry point (importing the engine
+    # module before papermill would make that a circular import).
+    import papermill  # noqa: F401
+
+    from . import engine  # noqa: F401
+    from .main import _HtmlWriter, parse_args, run
+
+    html = _HtmlWriter()
+    km = KernelManager(kernel_name="python3")
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        km.shutdown_kernel(now=True)
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, stop)
+    km.start_kernel(cwd=folder)
+    line = sys.stdin.readline()
+    if not line.strip():
+        km.shutdown_kernel(now=True)
+        return 0
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    message: dict[str, Any] = json.loads(line)
+    os.environ.update(message.get("env", {}))
+    args = parse_args(message["argv"])
+    log = os.environ.get("JUPYTER_EXT_RUNNER_LOG")
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    os.chdir(args.workdir or ".")
+    return run(args, km=km, html=html)
