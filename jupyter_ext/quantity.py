@@ -138,6 +138,8 @@ def parse_retries(value: object, field: str = "retries") -> int:
     ):
         raise ValidationError(f"{field}: {value!r} is not a whole number of retries; use e.g. 2", field=field)
     number = int(value)
+    if number < 0:
+        raise ValidationError(f"{field}: {value!r} is not a whole number of retries; use 0 or more", field=field)
     if number > 100:
         raise ValidationError(f"{field}: {value!r} retries is too many; use at most 100", field=field)
     return number
