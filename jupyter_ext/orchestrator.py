@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -160,6 +161,15 @@ class Orchestrator:
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             raise
+        if spec.from_step or spec.rerun_of:
+            try:
+                await self._plan_rerun(spec, steps, user)
+                for s in steps:
+                    if s.reused_from:
+                        await asyncio.to_thread(self._link_handoff, s.reused_from, job_id, s.name)
+            except BaseException:
+                await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+                raise
         name = spec.name or Path(spec.notebook).stem
         record = {
             "id": job_id,
@@ -172,7 +182,18 @@ class Orchestrator:
             "idempotency_key": spec.idempotency_key,
             "created": time.time(),
         }
-        job, created = await self.store.create_job(record, [{"name": s.name, "spec": s.model_dump()} for s in steps])
+        job, created = await self.store.create_job(
+            record,
+            [
+                {
+                    "name": s.name,
+                    "spec": s.model_dump(),
+                    "status": "succeeded" if s.reused_from else "queued",
+                    "attempt": s.reused_from["attempt"] if s.reused_from else 0,
+                }
+                for s in steps
+            ],
+        )
         if not created:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             return job, False
@@ -188,6 +209,67 @@ class Orchestrator:
             self._cancelling.add(job_id)
             return True
         return False
+
+    async def _plan_rerun(self, spec: JobSpec, steps: list[StepSpec], user: str) -> None:
+        """Re-run from a step: steps it does not lead to are reused from the `rerun_of` job."""
+        if not (spec.from_step and spec.rerun_of):
+            raise ValidationError(
+                "from_step and rerun_of go together: name the step to re-run from and the job whose "
+                "earlier steps to reuse",
+                field="from_step" if spec.rerun_of else "rerun_of",
+            )
+        try:
+            old = await self.store.get_job(spec.rerun_of, user)
+        except NotFound:
+            raise ValidationError(f"rerun_of: no job {spec.rerun_of!r} of yours to re-run", field="rerun_of") from None
+        by_name = {s.name: s for s in steps}
+        if spec.from_step not in by_name:
+            raise ValidationError(
+                f"from_step: no step {spec.from_step!r} in this notebook; its steps are {', '.join(by_name)}",
+                field="from_step",
+            )
+        rerun = {spec.from_step}
+        grew = True
+        while grew:  # everything downstream of from_step runs again
+            before = len(rerun)
+            rerun.update(s.name for s in steps if rerun.intersection(s.after))
+            grew = len(rerun) > before
+        old_steps = {s["name"]: s for s in old["steps"]}
+        for s in steps:
+            if s.name in rerun:
+                continue
+            previous = old_steps.get(s.name)
+            if previous is None or previous["status"] != "succeeded":
+                state = "is not in" if previous is None else f"{previous['status'].replace('_', ' ')} in"
+                raise ValidationError(
+                    f"from_step: step {s.name!r} {state} job {old['id']!r}, so it cannot be reused; "
+                    f"re-run from {s.name!r} or an earlier step",
+                    field="from_step",
+                    step=s.name,
+                )
+            s.reused_from = {"job": old["id"], "attempt": previous["attempt"]}
+            for var in s.outputs:
+                saved = self.job_dir(old["id"]) / "steps" / s.name / f"attempt-{previous['attempt']}" / "handoff"
+                if not await asyncio.to_thread((saved / f"{var}.pkl").exists):
+                    raise ValidationError(
+                        f"from_step: step {s.name!r} of job {old['id']!r} did not save {var!r}, which later "
+                        f"steps now need; re-run from {s.name!r}",
+                        field="from_step",
+                        step=s.name,
+                    )
+
+    def _link_handoff(self, reused: dict[str, Any], job_id: str, step: str) -> None:
+        """Give the new job its own (hard-linked) copy of a reused step's hand-off files, so
+        deleting the earlier job later cannot break this one (thread)."""
+        attempt = f"attempt-{reused['attempt']}"
+        source = self.job_dir(reused["job"]) / "steps" / step / attempt / "handoff"
+        target = self.job_dir(job_id) / "steps" / step / attempt / "handoff"
+        target.mkdir(parents=True, exist_ok=True)
+        for item in source.glob("*.pkl") if source.is_dir() else []:
+            try:
+                os.link(item, target / item.name)
+            except OSError:
+                shutil.copy2(item, target / item.name)
 
     # -- cancel / delete ------------------------------------------------------------------------------------
     async def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:

@@ -187,8 +187,15 @@ class Store:
             )
             for position, step in enumerate(steps):
                 db.execute(
-                    "INSERT INTO steps (job_id, name, position, status, spec) VALUES (?,?,?,?,?)",
-                    (job["id"], step["name"], position, step.get("status", "queued"), json.dumps(step["spec"])),
+                    "INSERT INTO steps (job_id, name, position, status, spec, attempt) VALUES (?,?,?,?,?,?)",
+                    (
+                        job["id"],
+                        step["name"],
+                        position,
+                        step.get("status", "queued"),
+                        json.dumps(step["spec"]),
+                        step.get("attempt", 0),
+                    ),
                 )
         return self._job(job["id"]), True
 

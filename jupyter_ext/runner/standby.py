@@ -17,11 +17,10 @@ from typing import Any
 
 
 def standby(folder: str) -> int:
-    from jupyter_client.manager import KernelManager
-
     # papermill first: it loads our engine through its entry point (importing the engine
     # module before papermill would make that a circular import).
     import papermill  # noqa: F401
+    from jupyter_client.manager import KernelManager
 
     from . import engine  # noqa: F401
     from .main import _HtmlWriter, parse_args, run
