@@ -28,3 +28,10 @@ def artifact_path(name: str) -> Path:
     path = base / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext jupyter_ext`: registers `%%remote` and `%remote_jobs`."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

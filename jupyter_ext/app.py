@@ -96,6 +96,12 @@ class JupyterExt(ExtensionApp):
         self.handlers.extend(handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # Kernels this server starts inherit these, so `%%remote` submits through this server
+        # (its jobs show in the panel and outlive the kernel). Steps never see them: the local
+        # backend drops JUPYTER_EXT_* and the token from a step's environment.
+        os.environ["JUPYTER_EXT_SERVER_URL"] = serverapp.connection_url
+        os.environ["JUPYTER_EXT_TOKEN"] = serverapp.identity_provider.token or ""
+        os.environ["JUPYTER_EXT_ROOT_DIR"] = str(serverapp.root_dir)
         await self.orchestrator.start()
 
     async def stop_extension(self) -> None:

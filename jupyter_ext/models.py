@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from . import quantity
 from .errors import ValidationError
@@ -125,10 +125,32 @@ class StepSpec(_Strict):
         return _bare(quantity.parse_retries, v, "retries")
 
 
-class JobSpec(_Strict):
-    """What a client submits: `POST /jupyter-ext/api/jobs`."""
+class CellSpec(_Strict):
+    """One cell run on its own (the `%%remote` magic): its code and the variables in and out."""
 
-    notebook: str = Field(..., description="Path of the notebook, relative to the server root")
+    source: str = Field(..., max_length=1_000_000)
+    inputs: dict[str, str] = Field(default_factory=dict, description="name -> base64 of a cloudpickle")
+    outputs: list[str] = Field(default_factory=list, description="names to send back")
+    workdir: str = Field("", description="the cell's working directory, relative to the server root")
+    versions: dict[str, str] = Field(default_factory=dict, description="python and library versions of the sender")
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        for name in v:
+            if not name.isidentifier():
+                raise ValueError(f"{name!r} is not a variable name")
+        return v
+
+
+class JobSpec(_Strict):
+    """What a client submits: `POST /jupyter-ext/api/jobs` (a notebook, or one cell)."""
+
+    # `cell` comes first so that `notebook`'s validator sees it (exactly one of the two is given).
+    cell: CellSpec | None = Field(None, description="Instead of a notebook: one cell with its inputs")
+    notebook: str | None = Field(
+        None, validate_default=True, description="Path of the notebook, relative to the server root"
+    )
     parameters: dict[str, Any] = Field(default_factory=dict)
     backend: str | None = None
     name: str | None = Field(None, max_length=200)
@@ -141,7 +163,14 @@ class JobSpec(_Strict):
 
     @field_validator("notebook")
     @classmethod
-    def _notebook(cls, v: str) -> str:
+    def _notebook(cls, v: str | None, info: ValidationInfo) -> str | None:
+        has_cell = info.data.get("cell") is not None
+        if v is None:
+            if has_cell:
+                return None
+            raise ValueError("this field is required: a path under the server root, e.g. 'examples/train.ipynb'")
+        if has_cell:
+            raise ValueError("give either notebook or cell, not both")
         if not v:
             raise ValueError("give the path of a notebook under the server root, e.g. 'examples/train.ipynb'")
         if "\x00" in v:

@@ -14,6 +14,7 @@ States: queued -> running -> succeeded | failed | cancelled; a step whose upstre
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -27,13 +28,15 @@ import nbformat
 from .backends.base import Backend, Outcome, StepLaunch
 from .errors import NotFound, ValidationError
 from .events import EventHub
-from .models import TERMINAL, JobSpec, Status, StepSpec
+from .models import TERMINAL, JobSpec, Resources, Status, StepSpec
 from .notebook import plan_notebook, slice_step
+from .notebook.handoff import handoff_load_source, handoff_save_source
 from .store import AsyncStore, new_job_id
 
 log = logging.getLogger("jupyter_ext")
 
 _TERMINAL = {s.value for s in TERMINAL}
+CELL_STEP = "cell"
 
 
 class Orchestrator:
@@ -117,8 +120,68 @@ class Orchestrator:
             raise NotFound(f"notebook: {relative!r} does not exist under the server root", field=field)
         return path
 
-    def _prepare(self, spec: JobSpec, job_id: str) -> tuple[Path, Any, list[StepSpec]]:
+    def resolve_folder(self, relative: str) -> Path:
+        """A folder under the server root ('' is the root itself), refusing anything outside it."""
+        field = "cell.workdir"
+        parts = Path(relative).parts
+        if relative.startswith(("/", "\\")) or ".." in parts:
+            raise ValidationError(f"{field}: {relative!r} is not a folder under the server root", field=field)
+        path = (self.root_dir / relative).resolve()
+        if not path.is_relative_to(self.root_dir) or not path.is_dir():
+            raise ValidationError(f"{field}: {relative!r} is not a folder under the server root", field=field)
+        return path
+
+    def _prepare_cell(self, spec: JobSpec, job_id: str) -> tuple[Path, list[StepSpec]]:
+        """One cell as a one-step job: its inputs saved, its outputs kept as artifacts (thread)."""
+        assert spec.cell is not None
+        cell = spec.cell
+        workdir = self.resolve_folder(cell.workdir)
+        job_dir = self.job_dir(job_id)
+        inputs_dir = job_dir / "inputs"
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+        for name, payload in cell.inputs.items():
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ValidationError(f"cell.inputs.{name}: not base64 data", field=f"cell.inputs.{name}") from None
+            (inputs_dir / f"{name}.pkl").write_bytes(data)
+        step = StepSpec(
+            name=CELL_STEP,
+            cells=[0],
+            inputs=list(cell.inputs),
+            outputs=list(cell.outputs),
+            resources=spec.resources or Resources(),
+            timeout=spec.timeout,
+            retries=spec.retries or 0,
+        )
+        user_cell = nbformat.v4.new_code_cell(cell.source, metadata={"jupyter_ext": {"source_index": 0}})
+        internal = []
+        if cell.versions:
+            internal.append(
+                ("check", f"from jupyter_ext.magics import check_versions\ncheck_versions({cell.versions!r})\n")
+            )
+        if cell.inputs:
+            internal.append(("handoff-load", handoff_load_source(list(cell.inputs))))
+        cells = [nbformat.v4.new_code_cell(src, metadata={"jupyter_ext": {"internal": kind}}) for kind, src in internal]
+        cells.append(user_cell)
+        if cell.outputs:
+            out_dir = "__import__('os').path.join(__import__('os').environ['JUPYTER_EXT_ARTIFACTS_DIR'], 'outputs')"
+            save = handoff_save_source(list(cell.outputs), CELL_STEP, out_dir, origins={n: 0 for n in cell.outputs})
+            cells.append(nbformat.v4.new_code_cell(save, metadata={"jupyter_ext": {"internal": "handoff-save"}}))
+        nb = nbformat.v4.new_notebook(
+            cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        )
+        step_dir = job_dir / "steps" / CELL_STEP
+        step_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, step_dir / "step.ipynb")
+        nbformat.write(nbformat.v4.new_notebook(cells=[user_cell]), job_dir / "notebook.ipynb")
+        return workdir / "remote-cell.ipynb", [step]
+
+    def _prepare(self, spec: JobSpec, job_id: str) -> tuple[Path, list[StepSpec]]:
         """Read, plan and slice the notebook into the job's folder (thread)."""
+        if spec.cell is not None:
+            return self._prepare_cell(spec, job_id)
+        assert spec.notebook is not None
         path = self.resolve_notebook(spec.notebook)
         try:
             nb = nbformat.read(path, as_version=4)
@@ -142,7 +205,7 @@ class Orchestrator:
             step_dir.mkdir(parents=True, exist_ok=True)
             nbformat.write(slice_step(nb, plan, step.name), step_dir / "step.ipynb")
         shutil.copyfile(path, job_dir / "notebook.ipynb")
-        return path, nb, steps
+        return path, steps
 
     async def submit(self, spec: JobSpec, user: str) -> tuple[dict[str, Any], bool]:
         """Plan and store a job, then start driving it. Returns (job, created)."""
@@ -155,7 +218,7 @@ class Orchestrator:
         backend = self.backends[backend_name]
         job_id = new_job_id()
         try:
-            path, nb, steps = await asyncio.to_thread(self._prepare, spec, job_id)
+            path, steps = await asyncio.to_thread(self._prepare, spec, job_id)
             for step in steps:
                 backend.check(step.name, step.resources)
         except BaseException:
@@ -170,15 +233,15 @@ class Orchestrator:
             except BaseException:
                 await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
                 raise
-        name = spec.name or Path(spec.notebook).stem
+        name = spec.name or (Path(spec.notebook).stem if spec.notebook else "%%remote")
         record = {
             "id": job_id,
             "user": user,
             "name": name,
-            "notebook": spec.notebook,
+            "notebook": spec.notebook or f"%%remote in {spec.cell.workdir if spec.cell else ''}".rstrip(),
             "backend": backend_name,
             "parameters": spec.parameters,
-            "spec": {**spec.model_dump(), "workdir": str(path.parent)},
+            "spec": {**spec.model_dump(exclude={"cell": {"inputs"}}), "workdir": str(path.parent)},
             "idempotency_key": spec.idempotency_key,
             "created": time.time(),
         }
@@ -399,7 +462,9 @@ class Orchestrator:
         job_dir = self.job_dir(job["id"])
         attempt_dir = job_dir / "steps" / spec.name / f"attempt-{attempt}"
         env: dict[str, str] = {"JUPYTER_EXT_HANDOFF_OUT": str(attempt_dir / "handoff")}
-        if spec.inputs:
+        if spec.inputs and job["spec"].get("cell"):
+            env["JUPYTER_EXT_HANDOFF_IN"] = json.dumps({n: str(job_dir / "inputs" / f"{n}.pkl") for n in spec.inputs})
+        elif spec.inputs:
             env["JUPYTER_EXT_HANDOFF_IN"] = json.dumps(self._handoff_inputs(job, spec))
         return StepLaunch(
             job_id=job["id"],

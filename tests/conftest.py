@@ -45,12 +45,19 @@ def notebooks(tmp_path: Path) -> Path:
     return root
 
 
+_SERVER_ENV = ("JUPYTER_EXT_SERVER_URL", "JUPYTER_EXT_TOKEN", "JUPYTER_EXT_ROOT_DIR", "JUPYTERHUB_USER")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the developer's own job database."""
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Never touch the developer's own job database; no server address leaks between tests
+    (a server extension started in this process publishes its address for its kernels)."""
     monkeypatch.setenv("JUPYTER_EXT_DATA_DIR", str(tmp_path / "jupyter-ext-data"))
-    monkeypatch.delenv("JUPYTER_EXT_SERVER_URL", raising=False)
-    os.environ.pop("JUPYTERHUB_USER", None)
+    for name in _SERVER_ENV:
+        os.environ.pop(name, None)
+    yield
+    for name in _SERVER_ENV:
+        os.environ.pop(name, None)
 
 
 @pytest.fixture
