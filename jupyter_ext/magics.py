@@ -181,6 +181,8 @@ class RemoteJob:
             raise remote_exception(error, self.id)
         if self._values is None:
             self._values = self._magics.fetch_outputs(self.id, self.outputs)
+            assert self._magics.shell is not None
+            self._magics.shell.user_ns.update(self._values)
         return self._values
 
     def __await__(self) -> Any:
@@ -281,9 +283,7 @@ class RemoteMagics(Magics):
             _Status(handle, cancel_button=True).show(final=False)
             return handle
         self._run_in_cell(handle)
-        values = handle.result()
-        assert self.shell is not None
-        self.shell.user_ns.update(values)
+        handle.result()  # raises the remote error, or puts the --out variables here
         return None
 
     def _run_in_cell(self, handle: RemoteJob) -> None:

@@ -568,9 +568,9 @@ def load_variables(
             ) from exc
         loaded.append(name)
     if missing:
+        listed = ", ".join(map(repr, missing))
         print(
-            f"jupyter-ext: no value was handed off for {', '.join(map(repr, missing))} (the step that defines it did not "
-            "bind it by its end)",
+            f"jupyter-ext: no value was handed off for {listed} (the step that defines it did not bind it by its end)",
             file=sys.stderr,
         )
     return loaded

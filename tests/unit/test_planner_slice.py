@@ -73,7 +73,11 @@ def test_handoff_cells_name_the_right_variables() -> None:
     plan = plan_notebook(nb)
     load, square, report = (slice_step(nb, plan, s) for s in ("load", "square", "report"))
     internal = {
-        name: {c.metadata["jupyter_ext"]["internal"]: c.source for c in sliced.cells if where(c) in ("handoff-load", "handoff-save")}
+        name: {
+            c.metadata["jupyter_ext"]["internal"]: c.source
+            for c in sliced.cells
+            if where(c) in ("handoff-load", "handoff-save")
+        }
         for name, sliced in (("load", load), ("square", square), ("report", report))
     }
     assert set(internal["load"]) == {"handoff-save"}

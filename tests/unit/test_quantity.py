@@ -47,7 +47,9 @@ def test_only_validation_errors_escape(parse: Callable[..., Any], value: object)
 
 
 @FAST
-@given(number=st.integers(min_value=1, max_value=4096), suffix=st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G"]))
+@given(
+    number=st.integers(min_value=1, max_value=4096), suffix=st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G"])
+)
 def test_memory_round_trip(number: int, suffix: str) -> None:
     scale = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}[suffix]
     parsed = quantity.parse_memory(f"{number}{suffix}")
@@ -88,7 +90,9 @@ def test_duration_round_trip(hours: int, minutes: int, seconds: int) -> None:
 
 
 # Found by the property above with larger inputs; quantity.py lets Python's own errors out here.
-@pytest.mark.xfail(strict=True, reason="quantity.py: int() of a >4300-digit string raises ValueError", raises=ValueError)
+@pytest.mark.xfail(
+    strict=True, reason="quantity.py: int() of a >4300-digit string raises ValueError", raises=ValueError
+)
 @pytest.mark.parametrize("parse", [quantity.parse_gpu, quantity.parse_retries], ids=lambda f: f.__name__)
 def test_thousands_of_digits(parse: Callable[..., Any]) -> None:
     with pytest.raises(ValidationError):

@@ -1,0 +1,177 @@
+"""`%%remote` driven through a real kernel (jupyter_client), in-process and through a server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.slow
+
+
+class Kernel:
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.data_dir = Path(env.get("JUPYTER_EXT_DATA_DIR", ""))
+        full = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_EXT_SERVER")}
+        full.update(env)
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=full)
+
+    def run(self, code: str, timeout: float = 120) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Execute; returns (reply content, iopub messages with arrival times)."""
+        outputs: list[dict[str, Any]] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] in ("stream", "display_data", "execute_result", "error", "update_display_data"):
+                outputs.append({"type": msg["msg_type"], "at": time.time(), **msg["content"]})
+
+        reply = self.kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+        return reply["content"], outputs
+
+    def value(self, expr: str) -> str:
+        reply, outputs = self.run(f"print(repr({expr}))")
+        assert reply["status"] == "ok", reply
+        return "".join(o["text"] for o in outputs if o["type"] == "stream").strip()
+
+    def stop(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def text(outputs: list[dict[str, Any]]) -> str:
+    return "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[Kernel]:
+    k = Kernel(tmp_path, {"JUPYTER_EXT_DATA_DIR": str(tmp_path / "data")})
+    reply, _ = k.run("%load_ext jupyter_ext")
+    assert reply["status"] == "ok", reply
+    yield k
+    k.stop()
+
+
+def test_round_trip_of_numbers_dataframes_and_functions(kernel: Kernel) -> None:
+    kernel.run("import pandas as pd\nx = 41\ndf = pd.DataFrame({'a': [1, 2, 3]})\ndef double(v):\n    return v * 2")
+    reply, outputs = kernel.run(
+        "%%remote --in x,df,double --out y,df2,f\n"
+        "y = x + 1\ndf2 = df.assign(b=df.a * 10)\nf = lambda v: double(v) + 1\nprint('remote says', y)"
+    )
+    assert reply["status"] == "ok", reply
+    assert "remote says 42" in text(outputs)
+    assert kernel.value("y") == "42"
+    assert kernel.value("df2.b.tolist()") == "[10, 20, 30]"
+    assert kernel.value("f(20)") == "41", "a closure over a sent function comes back and runs here"
+
+
+def test_outputs_arrive_live_in_order(kernel: Kernel) -> None:
+    started = time.time()
+    reply, outputs = kernel.run(
+        "%%remote\nimport time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(0.5)\n"
+        "from IPython.display import HTML\ndisplay(HTML('<b>rich</b>'))"
+    )
+    finished = time.time()
+    assert reply["status"] == "ok", reply
+    lines = [o for o in outputs if o["type"] == "stream" and "line" in o.get("text", "")]
+    assert "".join(o["text"] for o in lines) == "".join(f"line {i}\n" for i in range(4))
+    assert lines[0]["at"] < finished - 1.0, "the first line arrives while the remote cell still runs"
+    html = [o for o in outputs if o["type"] == "display_data" and "text/html" in o["data"]]
+    assert html and html[0]["data"]["text/html"] == "<b>rich</b>"
+    assert started < lines[0]["at"]
+
+
+def test_remote_failure_reraises_with_type_and_traceback(kernel: Kernel) -> None:
+    reply, outputs = kernel.run("%%remote\nprint('before')\nraise ValueError('bad input 7')")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "RemoteValueError" and "bad input 7" in reply["evalue"]
+    assert "remote traceback" in reply["evalue"] and "ValueError" in reply["evalue"]
+    assert "before" in text(outputs)
+    reply, outputs = kernel.run(
+        "try:\n    get_ipython().run_cell_magic('remote', '', \"raise KeyError('k')\")\n"
+        "except KeyError as exc:\n    print('caught', type(exc).__name__)"
+    )
+    assert "caught RemoteKeyError" in text(outputs), "except KeyError catches the remote KeyError"
+    jobs, out = kernel.run("%remote_jobs")
+    assert text(out).count("failed") == 2, "the failed jobs stay inspectable"
+
+
+def test_usage_errors_submit_nothing(kernel: Kernel) -> None:
+    for line, message in [
+        ("gpus=2", "unknown argument 'gpus'"),
+        ("gpu=two", "not a whole number of GPUs"),
+        ("--in missing_var", "variable 'missing_var' is not defined"),
+    ]:
+        reply, _ = kernel.run(f"%%remote {line}\nprint('never')")
+        assert reply["status"] == "error" and reply["ename"] == "UsageError", reply
+        assert message in reply["evalue"]
+    kernel.run("import threading\nlock = threading.Lock()")
+    reply, _ = kernel.run("%%remote --in lock\nprint(lock)")
+    assert reply["ename"] == "UsageError" and "cannot send 'lock' (_thread.lock)" in reply["evalue"]
+    _, out = kernel.run("%remote_jobs")
+    assert "no jobs yet" in text(out)
+
+
+def test_interrupt_cancels_the_remote_job(kernel: Kernel) -> None:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result["reply"], result["outputs"] = kernel.run(
+            "%%remote\nimport time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.1)"
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(kernel.data_dir.glob("jobs/*/steps/cell/attempt-1/events.jsonl")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # the remote cell is printing
+    kernel.km.interrupt_kernel()
+    thread.join(60)
+    assert result["reply"]["status"] == "error" and result["reply"]["ename"] == "KeyboardInterrupt"
+    _, out = kernel.run("%remote_jobs")
+    assert "cancelled" in text(out)
+
+
+def test_async_handle(kernel: Kernel) -> None:
+    reply, outputs = kernel.run(
+        "h = get_ipython().run_cell_magic('remote', '--async --out z', 'import time\\ntime.sleep(1)\\nz = 7')"
+    )
+    assert reply["status"] == "ok", reply
+    assert kernel.value("h.status") in ("'queued'", "'running'")
+    assert kernel.value("h.result()") == "{'z': 7}"
+    assert kernel.value("(h.status, z)") == "('succeeded', 7)"
+    reply, _ = kernel.run(
+        "h2 = get_ipython().run_cell_magic('remote', '--async --out w', 'print(\"hi\")\\nw = 3')\nvals = await h2"
+    )
+    assert reply["status"] == "ok", reply
+    assert kernel.value("(vals, w, h2.logs())") == "({'w': 3}, 3, 'hi\\n')"
+
+
+def test_submits_through_a_running_server(server: Any, notebooks: Path) -> None:
+    from tests.server.realserver import TOKEN
+
+    server.start()
+    k = Kernel(
+        notebooks,
+        {
+            "JUPYTER_EXT_SERVER_URL": f"http://127.0.0.1:{server.port}/",
+            "JUPYTER_EXT_TOKEN": TOKEN,
+            "JUPYTER_EXT_ROOT_DIR": str(notebooks),
+        },
+    )
+    try:
+        k.run("%load_ext jupyter_ext")
+        reply, outputs = k.run("a = 2\n")
+        reply, outputs = k.run("%%remote --in a --out b\nb = a ** 10\nprint(open('quick.ipynb').read()[:1])")
+        assert reply["status"] == "ok", reply
+        assert k.value("b") == "1024"
+        assert text(outputs).strip() == "{", "the remote cell runs in the kernel's folder"
+    finally:
+        k.stop()
+    jobs = server.get("jobs").json()["jobs"]
+    assert [j["name"] for j in jobs] == ["%%remote"] and jobs[0]["status"] == "succeeded"
