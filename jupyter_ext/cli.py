@@ -40,8 +40,7 @@ class Renderer:
         self.out, self.err = out, err
         self.color = out.isatty() if color is None else color
         self.multi_step = False
-        self.cells_total: dict[str, int] = {}
-        self.cells_done: dict[str, int] = {}
+        self.step_cells: dict[str, list[int]] = {}
         self.started = time.time()
 
     def _c(self, text: str, code: str) -> str:
@@ -53,7 +52,7 @@ class Renderer:
     def job(self, job: dict[str, Any]) -> None:
         self.multi_step = len(job.get("steps", [])) > 1
         for step in job.get("steps", []):
-            self.cells_total[step["name"]] = len(step.get("cells", []))
+            self.step_cells[step["name"]] = list(step.get("cells", []))
         steps = ", ".join(s["name"] for s in job.get("steps", []))
         self.err.write(self._c(f"job {job['id']} ({job['name']}) on {job['backend']}: steps {steps}\n", "2"))
 
@@ -61,11 +60,9 @@ class Renderer:
         kind, step = e["type"], e.get("step") or "main"
         prefix = f"[{step}] " if self.multi_step else ""
         if kind == "cell.start" and e.get("cell_index") is not None:
-            done = self.cells_done.get(step, 0)
-            total = self.cells_total.get(step) or "?"
-            self.err.write(self._c(f"{prefix}── cell {e['cell_index']} ({done + 1}/{total}) ──\n", "2"))
-        elif kind == "cell.end" and e.get("cell_index") is not None:
-            self.cells_done[step] = self.cells_done.get(step, 0) + 1
+            own = self.step_cells.get(step, [])
+            where = f"{own.index(e['cell_index']) + 1}/{len(own)}" if e["cell_index"] in own else "shared"
+            self.err.write(self._c(f"{prefix}── cell {e['cell_index']} ({where}) ──\n", "2"))
         elif kind == "cell.output":
             self._output(e, prefix)
         elif kind == "log":
@@ -88,7 +85,10 @@ class Renderer:
         otype = output.get("output_type")
         if otype == "stream":
             target = self.err if output.get("name") == "stderr" else self.out
-            target.write(self._plain(_text(output.get("text"))))
+            text = self._plain(_text(output.get("text")))
+            if prefix:  # parallel steps interleave: say whose line each is
+                text = "".join(prefix + line for line in text.splitlines(keepends=True))
+            target.write(text)
         elif otype == "error":
             self.out.write(self._plain("\n".join(output.get("traceback", []))) + "\n")
         else:

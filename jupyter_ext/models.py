@@ -110,6 +110,7 @@ class StepSpec(_Strict):
     cells: list[int] = Field(default_factory=list, description="Indices of the original notebook's cells")
     inputs: list[str] = Field(default_factory=list, description="Variables loaded from earlier steps")
     outputs: list[str] = Field(default_factory=list, description="Variables saved for later steps")
+    sources: dict[str, str] = Field(default_factory=dict, description="Input variable -> the step it comes from")
     reused_from: dict[str, Any] | None = Field(
         None, description="Set on a re-run: {job, attempt} of the earlier job whose result this step reuses"
     )

@@ -481,25 +481,16 @@ class Orchestrator:
         )
 
     def _handoff_inputs(self, job: dict[str, Any], spec: StepSpec) -> dict[str, str]:
-        """For each input variable, the file the latest upstream step that defines it saved."""
+        """For each input variable, the file its producing step (chosen by the planner) saved."""
         steps = {s["name"]: s for s in job["steps"]}
-        order = [s["name"] for s in job["steps"]]
-        ancestors: set[str] = set()
-        todo = list(spec.after)
-        while todo:
-            name = todo.pop()
-            if name not in ancestors:
-                ancestors.add(name)
-                todo.extend(steps[name]["spec"].get("after", []))
         mapping: dict[str, str] = {}
-        for name in order:
-            if name not in ancestors:
-                continue
-            producer = steps[name]
-            for var in producer["spec"].get("outputs", []):
-                if var in spec.inputs:
-                    attempt_dir = self.job_dir(job["id"]) / "steps" / name / f"attempt-{producer['attempt']}"
-                    mapping[var] = str(attempt_dir / "handoff" / f"{var}.pkl")
+        for var in spec.inputs:
+            producer = spec.sources.get(var)
+            if producer is not None and producer in steps:
+                attempt = steps[producer]["attempt"]
+                mapping[var] = str(
+                    self.job_dir(job["id"]) / "steps" / producer / f"attempt-{attempt}" / "handoff" / f"{var}.pkl"
+                )
         return mapping
 
     async def _run_step(self, job_id: str, name: str) -> None:

@@ -94,7 +94,7 @@ def parse_gpu(value: object, field: str = "gpu") -> int:
         raise ValidationError(f"{field}: expected a whole number of GPUs such as 2, got {value!r}", field=field)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,8}\s*", value):
         number = int(value)
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
@@ -112,7 +112,10 @@ def parse_duration(value: object, field: str = "timeout") -> float:
     if isinstance(value, bool):
         raise ValidationError(f"{field}: expected a duration such as '2h' or '90m', got {value!r}", field=field)
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValidationError(f"{field}: {value!r} must be between 1s and 366d", field=field) from None
     elif isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
@@ -134,7 +137,7 @@ def parse_duration(value: object, field: str = "timeout") -> float:
 def parse_retries(value: object, field: str = "retries") -> int:
     """A whole number of retries, 0 to 100."""
     if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value))
+        isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,8}\s*", value))
     ):
         raise ValidationError(f"{field}: {value!r} is not a whole number of retries; use e.g. 2", field=field)
     number = int(value)

@@ -70,3 +70,26 @@ def server(notebooks: Path, tmp_path: Path) -> Any:
     srv = Server(notebooks, tmp_path / "data", home)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def make(tmp_path: Path, jp_asyncio_loop: Any) -> Any:
+    """Factory of in-process orchestrators on the local backend (see tests/harness.py)."""
+    from tests.harness import Harness
+
+    made: list[Any] = []
+
+    async def factory(**backend: Any) -> Any:
+        h = Harness(tmp_path, tmp_path / "data", **backend)
+        await h.orch.start()
+        made.append(h)
+        return h
+
+    yield factory
+
+    async def cleanup() -> None:
+        for h in made:
+            await h.orch.stop()
+            await h.store.close()
+
+    jp_asyncio_loop.run_until_complete(cleanup())

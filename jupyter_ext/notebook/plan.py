@@ -91,6 +91,7 @@ class PlannedStep:
             cells=list(self.cells),
             inputs=list(self.inputs),
             outputs=list(self.outputs),
+            sources=dict(self.sources),
         )
 
 

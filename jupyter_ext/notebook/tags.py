@@ -81,7 +81,7 @@ _SYNONYMS = {
     "params": "parameters",
     "param": "parameters",
 }
-# Papermill's own tag for parameters and our typo candidates are checked against these.
+# How close an unknown tag must be to one of ours to count as a misspelling (difflib ratio).
 _TYPO_CUTOFF_PREFIX = 0.75
 _TYPO_CUTOFF_BARE = 0.85
 
@@ -93,8 +93,6 @@ _ROLES: dict[str, Role] = {
     "skip": "skip",
     "injected": "injected",
 }
-
-SETTINGS = ("gpu", "memory", "cpu", "image", "timeout", "retries")
 
 
 @dataclass(frozen=True)

@@ -3,72 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
-from jupyter_ext.backends.local import LocalBackend
-from jupyter_ext.models import JobSpec
-from jupyter_ext.orchestrator import Orchestrator
-from jupyter_ext.store import AsyncStore, Store
+from tests.harness import notebook, span, stdout
 
 pytestmark = pytest.mark.slow
-KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-
-
-def notebook(root: Path, name: str, *sources: str) -> str:
-    nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources], metadata=KERNEL), root / name)
-    return name
-
-
-class Harness:
-    def __init__(self, root: Path, data: Path, **backend: Any) -> None:
-        self.backend = LocalBackend(**backend)
-        self.store = AsyncStore(Store(data / "jobs.db"))
-        self.orch = Orchestrator(
-            store=self.store, backends={"local": self.backend}, default_backend="local", root_dir=root, data_dir=data
-        )
-
-    async def run(self, nb: str, **spec: Any) -> str:
-        job, _ = await self.orch.submit(JobSpec(notebook=nb, **spec), "tester")
-        return str(job["id"])
-
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
-        await self.orch.wait(job_id)
-        return await self.store.events(job_id)
-
-
-@pytest.fixture
-def make(tmp_path: Path, jp_asyncio_loop: Any) -> Iterator[Any]:
-    made: list[Harness] = []
-
-    async def factory(**backend: Any) -> Harness:
-        h = Harness(tmp_path, tmp_path / "data", **backend)
-        await h.orch.start()
-        made.append(h)
-        return h
-
-    yield factory
-
-    async def cleanup() -> None:
-        for h in made:
-            await h.orch.stop()
-            await h.store.close()
-
-    jp_asyncio_loop.run_until_complete(cleanup())
-
-
-def stdout(events: list[dict[str, Any]]) -> str:
-    return "".join(e["output"].get("text", "") for e in events if e["type"] == "cell.output")
-
-
-def span(events: list[dict[str, Any]]) -> tuple[float, float]:
-    cells = [e["ts"] for e in events if e["type"] in ("cell.start", "cell.end")]
-    return min(cells), max(cells)
 
 
 async def test_gpu_pool_hands_out_distinct_devices_and_steps_wait_for_them(make: Any, tmp_path: Path) -> None:
