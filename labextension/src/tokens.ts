@@ -1,0 +1,94 @@
+/**
+ * The shapes of the jupyter-ext REST/WebSocket API (jupyter_ext/openapi.yaml is the source).
+ */
+
+export type Status = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'not_run';
+
+export const TERMINAL: ReadonlySet<Status> = new Set([
+  'succeeded',
+  'failed',
+  'cancelled',
+  'not_run'
+]);
+
+export interface IResources {
+  gpu: number;
+  memory: string | null;
+  cpu: string | null;
+  image: string | null;
+  extra_limits: { [key: string]: string };
+}
+
+export interface IStep {
+  name: string;
+  status: Status;
+  after: string[];
+  resources: IResources;
+  cells: number[];
+  attempt: number;
+  retries: number;
+  timeout: number | null;
+  started: string | null;
+  finished: string | null;
+  exit_code: number | null;
+  error: { [key: string]: any } | null;
+}
+
+export interface IJob {
+  id: string;
+  name: string;
+  notebook: string;
+  user: string;
+  backend: string;
+  status: Status;
+  parameters: { [key: string]: any };
+  created: string;
+  started: string | null;
+  finished: string | null;
+  error: { [key: string]: any } | null;
+  last_seq: number;
+  steps: IStep[];
+}
+
+export interface IJobSpec {
+  notebook: string;
+  parameters?: { [key: string]: any };
+  backend?: string | null;
+  name?: string;
+  idempotency_key?: string;
+  resources?: Partial<IResources>;
+}
+
+/** One event of the contract: `{v, job, step, seq, ts, type, ...}`. */
+export interface IEvent {
+  v: number;
+  job: string;
+  step: string | null;
+  seq: number;
+  ts: number;
+  type: string;
+  cell_index?: number | null;
+  cell_id?: string | null;
+  output?: { [key: string]: any };
+  [key: string]: any;
+}
+
+export interface IEventsPage {
+  events: IEvent[];
+  last_seq: number;
+  done: boolean;
+}
+
+export interface IArtifact {
+  name: string;
+  step: string;
+  size: number;
+  mime: string;
+}
+
+export interface IInfo {
+  version: string;
+  backends: string[];
+  default_backend: string;
+  user: string;
+}
