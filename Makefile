@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(HOME)/.cache/jupyter-ext
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # JupyterLab refuses to start as root unless told; CI and containers often run as root.
+COMMA := ,
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: demo test lint test-python test-js bench clean
@@ -15,16 +16,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Editable install with the test extras; builds the labextension (jlpm from JupyterLab).
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml labextension/package.json
-	$(BIN)/pip install -q "jupyterlab>=4.2,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[test]"
-	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm install --immutable
+# Editable install (the build hook runs jlpm install + build of labextension/), then the
+# labextension linked into the environment so JupyterLab loads it.
+define install
+	$(BIN)/pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[$(1)]"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
+endef
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml labextension/package.json labextension/yarn.lock
+	$(call install,test$(COMMA)examples)
 	touch $@
 
-$(VENV)/.installed-demo: $(BIN)/python pyproject.toml labextension/package.json
-	$(BIN)/pip install -q "jupyterlab>=4.2,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[examples]"
+$(VENV)/.installed-demo: $(BIN)/python pyproject.toml labextension/package.json labextension/yarn.lock
+	$(call install,examples)
 	touch $@
 
 ## demo: install, then start JupyterLab on examples/ with the extension (HEADLESS=1: run the example with the CLI)
