@@ -54,9 +54,11 @@ test-python: $(VENV)/.installed-test
 test-js: $(VENV)/.installed-test
 	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm test
 
-## bench: latency against raw papermill and jupyter-scheduler, measured in one run
+## bench: latency against raw papermill and jupyter-scheduler, step parallelism, %%remote round trips
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/core_latency.py
+	$(BIN)/python bench/steps_parallel.py
+	$(BIN)/python bench/remote_latency.py
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension

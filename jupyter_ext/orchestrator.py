@@ -478,6 +478,7 @@ class Orchestrator:
             resources=spec.resources,
             env=env,
             timeout=spec.timeout,
+            html=not job["spec"].get("cell"),
         )
 
     def _handoff_inputs(self, job: dict[str, Any], spec: StepSpec) -> dict[str, str]:

@@ -33,6 +33,7 @@ class StepLaunch:
     env: dict[str, str] = field(default_factory=dict)
     kernel: str | None = None
     timeout: float | None = None
+    html: bool = True  # keep an HTML copy of the executed notebook (not for single cells)
 
 
 @dataclass

@@ -310,6 +310,8 @@ class LocalBackend(Backend):
         ]
         if launch.kernel:
             cmd += ["--kernel", launch.kernel]
+        if not launch.html:
+            cmd.append("--no-html")
         return cmd
 
     async def submit(self, launch: StepLaunch) -> dict[str, Any]:

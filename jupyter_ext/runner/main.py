@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's, else python3)")
     p.add_argument("--events-stdout", action="store_true", help="also write events to stdout (pod log)")
     p.add_argument("--no-events-file", action="store_true", help="write events only to stdout")
+    p.add_argument("--no-html", action="store_true", help="do not keep an HTML copy of the executed notebook")
     return p.parse_args(argv)
 
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         stream=sys.stdout if args.events_stdout else None,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
-    html = html or _HtmlWriter()
+    html = html or (None if args.no_html else _HtmlWriter())
     started = time.time()
     emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
     status, code, error = "succeeded", 0, None
@@ -200,8 +201,9 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if km is not None:
             km.shutdown_kernel(now=True)
-    if executed.exists():
+    if executed.exists() and not args.no_html:
         try:
+            assert html is not None
             html.write(executed, artifacts_dir / EXECUTED_HTML)
         except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience, never fatal
             emitter.emit("log", stream="stderr", text=f"could not write the HTML copy: {exc}\n")

@@ -34,6 +34,7 @@ def standby(folder: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     km.start_kernel(cwd=folder)
+    _warm_up(km)
     line = sys.stdin.readline()
     if not line.strip():
         km.shutdown_kernel(now=True)
@@ -50,3 +51,18 @@ def standby(folder: str) -> int:
         os.close(fd)
     os.chdir(args.workdir or ".")
     return run(args, km=km, html=html)
+
+
+def _warm_up(km: Any) -> None:
+    """Run the imports every step pays for (hand-off helpers) before any step arrives."""
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.execute_interactive(
+            "import cloudpickle, jupyter_ext.notebook.handoff", silent=True, store_history=False, timeout=60
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"jupyter-ext standby: warm-up failed ({exc}); the step will import what it needs", file=sys.stderr)
+    finally:
+        client.stop_channels()
