@@ -61,7 +61,7 @@ class Renderer:
         prefix = f"[{step}] " if self.multi_step else ""
         if kind == "cell.start" and e.get("cell_index") is not None:
             own = self.step_cells.get(step, [])
-            where = f"{own.index(e['cell_index']) + 1}/{len(own)}" if e["cell_index"] in own else "shared"
+            where = f"{own.index(e['cell_index']) + 1}/{len(own)}" if e["cell_index"] in own else "setup"
             self.err.write(self._c(f"{prefix}── cell {e['cell_index']} ({where}) ──\n", "2"))
         elif kind == "cell.output":
             self._output(e, prefix)

@@ -43,7 +43,7 @@ def test_run_prints_outputs_live_and_exits_0(notebooks: Path, isolated: dict[str
     assert result.returncode == 0, result.stderr
     assert "hello Ada 0\nhello Ada 1\n" in result.stdout
     assert "{'name': 'Ada', 'count': 2}" in result.stdout
-    assert "── cell 1 (1/2) ──" in result.stderr and "succeeded" in result.stderr
+    assert "── cell 1 (setup) ──\n── cell 2 (1/2) ──" in result.stderr and "succeeded" in result.stderr
 
     listing = cli("ls", "--json", env=isolated)
     jobs = json.loads(listing.stdout)
