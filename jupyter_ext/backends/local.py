@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,6 @@ class _Watch:
     end_event: dict[str, Any] | None = None
     done: bool = False
     gone_checks: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Tailer(threading.Thread):

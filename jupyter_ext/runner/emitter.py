@@ -9,7 +9,6 @@ a server restart); stdout is the channel on Kubernetes (the pod log). Each event
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from typing import IO, Any
@@ -94,6 +93,3 @@ def parse_line(line: str) -> dict[str, Any] | None:
         return None
     return event
 
-
-def stdout_stream() -> IO[str]:
-    return sys.stdout

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from jupyter_ext.models import Event
 from tests.conftest import check_response
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,7 @@ async def test_job_streams_every_cell_in_order(api: Any) -> None:
     events = await api.stream(job["id"])
     for e in events:
         check_response("/jobs/{job_id}/events", "GET", 200, {"events": [e], "last_seq": 0, "done": False})
+        Event.model_validate(e)
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(seqs) + 1)), "seq must be gap-free and ordered"
     types = [e["type"] for e in events]
