@@ -321,6 +321,10 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
                 if await self._send(backlog):
                     self.close(1000, "job ended")
                     return
+            job = await self.ext.store.get_job(self.job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled") and self.after >= job["last_seq"]:
+                self.close(1000, "job ended; nothing after this seq")  # resumed past job.end
+                return
             while True:
                 if await self._send(await self.queue.get()):
                     self.close(1000, "job ended")

@@ -3,18 +3,41 @@
  * `ServerConnection.makeRequest` and settings) from the caller, so it stays testable.
  */
 
+import { URLExt } from '@jupyterlab/coreutils';
 import type { ServerConnection } from '@jupyterlab/services';
-import type { IArtifact, IEvent, IEventsPage, IInfo, IJob, IJobSpec } from './tokens';
+import type {
+  IApiErrorBody,
+  IArtifact,
+  IEvent,
+  IEventsPage,
+  IEventStream,
+  IInfo,
+  IJob,
+  IJobSpec
+} from './tokens';
+
+/** The API's path under the server's base URL. */
+export const API_PATH = 'jupyter-ext/api';
 
 /** An error answered by the server, with its message (which says what to change). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly body: { [key: string]: any } = {}
+    readonly body: IApiErrorBody = {}
   ) {
     super(message);
     this.name = 'ApiError';
+  }
+
+  /** The machine-readable reason (e.g. `invalid`, `not_found`), when the server gave one. */
+  get reason(): string | undefined {
+    return this.body.reason;
+  }
+
+  /** The request field the user has to change, when the server named one. */
+  get field(): string | undefined {
+    return this.body.field;
   }
 }
 
@@ -23,12 +46,6 @@ export type MakeRequest = (
   init: RequestInit,
   settings: ServerConnection.ISettings
 ) => Promise<Response>;
-
-export interface IStream {
-  /** The last seq received (resume point). */
-  readonly lastSeq: number;
-  dispose(): void;
-}
 
 export class JupyterExtClient {
   constructor(
@@ -39,14 +56,7 @@ export class JupyterExtClient {
 
   /** Absolute URL of an API path, e.g. `jobs/abc/events`. */
   url(path: string, query?: { [key: string]: string | number }): string {
-    const base = this.settings.baseUrl.replace(/\/?$/, '/');
-    const params = query
-      ? '?' +
-        Object.entries(query)
-          .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
-          .join('&')
-      : '';
-    return `${base}jupyter-ext/api/${path}${params}`;
+    return withQuery(URLExt.join(this.settings.baseUrl, API_PATH, path), query);
   }
 
   private async request<T>(path: string, init: RequestInit = {}, query?: any): Promise<T> {
@@ -61,36 +71,47 @@ export class JupyterExtClient {
       }
     }
     if (!response.ok) {
-      const message = (body && body.message) || `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message, body || {});
+      const message = body?.message || `${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, message, body ?? {});
     }
     return body as T;
   }
 
+  /** Server version, the backends it offers and the user it sees. */
   info(): Promise<IInfo> {
     return this.request<IInfo>('info');
   }
 
+  /** The user's jobs, newest first. */
   async listJobs(): Promise<IJob[]> {
     return (await this.request<{ jobs: IJob[] }>('jobs')).jobs;
   }
 
+  /** One job with its steps. */
   getJob(id: string): Promise<IJob> {
     return this.request<IJob>(`jobs/${encodeURIComponent(id)}`);
   }
 
+  /** Submit a notebook as a job; answers the queued job. */
   submit(spec: IJobSpec): Promise<IJob> {
-    return this.request<IJob>('jobs', { method: 'POST', body: JSON.stringify(spec) });
+    return this.request<IJob>('jobs', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(spec)
+    });
   }
 
+  /** Ask the server to stop a job; answers the job as it is now. */
   cancel(id: string): Promise<IJob> {
     return this.request<IJob>(`jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
   }
 
+  /** Forget a finished job and its events and artifacts. */
   async remove(id: string): Promise<void> {
     await this.request<void>(`jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }
 
+  /** One page of a job's events with seq > `after`. */
   events(id: string, after = 0, limit?: number): Promise<IEventsPage> {
     const query: { [key: string]: number } = { after };
     if (limit !== undefined) {
@@ -99,12 +120,14 @@ export class JupyterExtClient {
     return this.request<IEventsPage>(`jobs/${encodeURIComponent(id)}/events`, {}, query);
   }
 
+  /** The files a job's steps saved. */
   async artifacts(id: string): Promise<IArtifact[]> {
     return (
       await this.request<{ artifacts: IArtifact[] }>(`jobs/${encodeURIComponent(id)}/artifacts`)
     ).artifacts;
   }
 
+  /** Where to download an artifact (`inline` shows images in the page). */
   artifactUrl(id: string, name: string, inline = false): string {
     const path = `jobs/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`;
     return this.url(path, inline ? { inline: 1 } : undefined);
@@ -112,30 +135,42 @@ export class JupyterExtClient {
 
   /**
    * Follow a job's events over the WebSocket: every event after `after`, once, in order.
-   * A dropped connection is reopened with `after=<last seq received>`; the stream ends
-   * after `job.end` (or when disposed).
+   * A dropped connection is reopened with `after=<last seq received>` (backing off, at most
+   * `maxRetries` times in a row); the stream ends after `job.end`, when the server closes
+   * normally (code 1000), or when disposed.
    */
   streamEvents(
     id: string,
     after: number,
     onEvent: (event: IEvent) => void,
     options: { retryDelayMs?: number; maxRetries?: number } = {}
-  ): IStream {
+  ): IEventStream {
     const retryDelay = options.retryDelayMs ?? 1000;
     const maxRetries = options.maxRetries ?? 10;
+    const { token, appendToken } = this.settings;
+    const path = URLExt.join(this.settings.wsUrl, API_PATH, 'jobs', encodeURIComponent(id));
     let lastSeq = after;
     let socket: WebSocket | null = null;
+    let timer: ReturnType<typeof setTimeout> | null = null;
     let disposed = false;
     let ended = false;
     let retries = 0;
-    const wsBase = this.settings.wsUrl.replace(/\/?$/, '/');
     const open = () => {
-      const url = `${wsBase}jupyter-ext/api/jobs/${encodeURIComponent(id)}/events/stream?after=${lastSeq}`;
-      const token = this.settings.token;
-      socket = new this.WebSocketImpl(token ? `${url}&token=${encodeURIComponent(token)}` : url);
+      timer = null;
+      const query: { [key: string]: string | number } = { after: lastSeq };
+      if (token && appendToken) {
+        query.token = token;
+      }
+      socket = new this.WebSocketImpl(withQuery(`${path}/events/stream`, query));
       socket.onmessage = (message: MessageEvent) => {
-        const event = JSON.parse(String(message.data)) as IEvent;
-        if (event.seq <= lastSeq) {
+        let event: IEvent;
+        try {
+          event = JSON.parse(String(message.data)) as IEvent;
+        } catch {
+          console.warn('jupyter-ext: ignoring a message that is not JSON', message.data);
+          return;
+        }
+        if (disposed || typeof event.seq !== 'number' || event.seq <= lastSeq) {
           return; // already delivered before a reconnect
         }
         lastSeq = event.seq;
@@ -145,12 +180,16 @@ export class JupyterExtClient {
         }
         onEvent(event);
       };
-      socket.onclose = () => {
+      socket.onclose = (close: CloseEvent) => {
+        if (close?.code === 1000) {
+          ended = true;
+        }
         if (disposed || ended || retries >= maxRetries) {
           return;
         }
+        const delay = Math.min(retryDelay * 2 ** retries, 30000);
         retries += 1;
-        setTimeout(() => !disposed && open(), retryDelay);
+        timer = setTimeout(open, delay);
       };
     };
     open();
@@ -158,10 +197,30 @@ export class JupyterExtClient {
       get lastSeq() {
         return lastSeq;
       },
+      get isDisposed() {
+        return disposed;
+      },
       dispose() {
+        if (disposed) {
+          return;
+        }
         disposed = true;
+        if (timer !== null) {
+          clearTimeout(timer);
+        }
         socket?.close();
       }
     };
   }
+}
+
+/** `url?k=v&...` with every key and value escaped. */
+function withQuery(url: string, query?: { [key: string]: string | number }): string {
+  if (!query || Object.keys(query).length === 0) {
+    return url;
+  }
+  const params = Object.entries(query)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join('&');
+  return `${url}?${params}`;
 }

@@ -2,10 +2,12 @@
  * The Jobs side panel: your jobs with their status, steps and durations, and Cancel.
  */
 
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
 import { IJob, Status, TERMINAL } from './tokens';
 
+/** How long a job has run (so far, while it runs): `42s`, `2m05s`, `1h02m`. */
 export function duration(
   job: Pick<IJob, 'started' | 'finished'>,
   now: number = Date.now()
@@ -15,6 +17,9 @@ export function duration(
   }
   const end = job.finished ? Date.parse(job.finished) : now;
   const seconds = Math.max(0, Math.round((end - Date.parse(job.started)) / 1000));
+  if (seconds >= 3600) {
+    return `${Math.floor(seconds / 3600)}h${String(Math.floor(seconds / 60) % 60).padStart(2, '0')}m`;
+  }
   return seconds >= 60
     ? `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`
     : `${seconds}s`;
@@ -25,12 +30,30 @@ function badge(status: Status, text: string = status.replace('_', ' ')): HTMLEle
   el.className = 'jp-ext-Badge';
   el.dataset.status = status;
   el.textContent = text;
+  if (text !== status.replace('_', ' ')) {
+    el.title = `${text}: ${status.replace('_', ' ')}`;
+  }
+  return el;
+}
+
+function button(label: string, focusKey: string, onclick: () => void): HTMLButtonElement {
+  const el = document.createElement('button');
+  el.type = 'button';
+  el.className = 'jp-Button jp-mod-minimal';
+  el.textContent = label;
+  // Re-rendering replaces the buttons; this lets the keyboard focus survive a refresh.
+  el.dataset.focusKey = focusKey;
+  el.onclick = onclick;
   return el;
 }
 
 export class JobsPanel extends Widget {
   private timer: ReturnType<typeof setInterval> | null = null;
   private jobs: IJob[] = [];
+  private listError = '';
+  private actionError = '';
+  private pending: Promise<void> | null = null;
+  private readonly changed = new Signal<this, readonly IJob[]>(this);
 
   constructor(
     private readonly client: JupyterExtClient,
@@ -49,65 +72,127 @@ export class JobsPanel extends Widget {
     return this.jobs;
   }
 
-  async refresh(): Promise<void> {
+  /** Emitted with the new list after every successful refresh. */
+  get jobsChanged(): ISignal<this, readonly IJob[]> {
+    return this.changed;
+  }
+
+  /** Fetch the list again; concurrent calls share one request. */
+  refresh(): Promise<void> {
+    if (!this.pending) {
+      this.pending = this.load().finally(() => {
+        this.pending = null;
+      });
+    }
+    return this.pending;
+  }
+
+  private async load(): Promise<void> {
     try {
       this.jobs = await this.client.listJobs();
-      this.render();
+      this.listError = '';
+      this.changed.emit(this.jobs);
     } catch (error: any) {
-      this.render(String(error?.message ?? error));
+      this.listError = `Could not list jobs: ${String(error?.message ?? error)}`;
+    }
+    if (!this.isDisposed) {
+      this.render();
     }
   }
 
+  private async cancel(job: IJob): Promise<void> {
+    // A failed action stays on screen until the next one, whatever the polls bring.
+    this.actionError = '';
+    try {
+      await this.client.cancel(job.id);
+    } catch (error: any) {
+      this.actionError = `Could not cancel ${job.name}: ${String(error?.message ?? error)}`;
+    }
+    await this.refresh();
+  }
+
+  // Poll only while the panel can be seen: attached and not hidden behind another tab.
+  protected onAfterAttach(): void {
+    this.startPolling();
+  }
+
   protected onAfterShow(): void {
-    void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+    this.startPolling();
   }
 
   protected onBeforeHide(): void {
+    this.stopPolling();
+  }
+
+  protected onBeforeDetach(): void {
+    this.stopPolling();
+  }
+
+  dispose(): void {
+    this.stopPolling();
+    super.dispose();
+  }
+
+  private startPolling(): void {
+    if (this.timer === null && this.isVisible) {
+      void this.refresh();
+      this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+    }
+  }
+
+  private stopPolling(): void {
     if (this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
   }
 
-  dispose(): void {
-    this.onBeforeHide();
-    super.dispose();
-  }
-
-  render(error?: string): void {
+  /** Draw the list from the last answer (and the last errors, if any). */
+  render(): void {
     const root = this.node;
+    const focused = (document.activeElement as HTMLElement | null)?.dataset?.focusKey;
     root.textContent = '';
     const header = document.createElement('div');
     header.className = 'jp-ext-JobsPanel-header';
-    header.textContent = 'Jobs';
-    const reload = document.createElement('button');
-    reload.className = 'jp-Button jp-mod-minimal';
-    reload.textContent = 'Refresh';
+    const heading = document.createElement('h2');
+    heading.className = 'jp-ext-JobsPanel-title';
+    heading.textContent = 'Jobs';
+    header.appendChild(heading);
+    const reload = button('Refresh', 'refresh', () => void this.refresh());
     reload.title = 'Refresh the list of jobs';
-    reload.onclick = () => void this.refresh();
     header.appendChild(reload);
     root.appendChild(header);
-    if (error) {
-      const el = document.createElement('div');
-      el.className = 'jp-ext-JobsPanel-error';
-      el.textContent = error;
-      root.appendChild(el);
-    }
+    const status = document.createElement('div');
+    status.className = 'jp-ext-JobsPanel-error';
+    status.setAttribute('role', 'status');
+    status.setAttribute('aria-live', 'polite');
+    const error = [this.actionError, this.listError].filter(Boolean).join('\n');
+    status.textContent = error;
+    status.hidden = !error;
+    root.appendChild(status);
     if (this.jobs.length === 0) {
       const empty = document.createElement('div');
       empty.className = 'jp-ext-JobsPanel-empty';
       empty.textContent = 'No jobs yet. Run one with `jupyter-ext run NOTEBOOK.ipynb`.';
       root.appendChild(empty);
-      return;
+    } else {
+      const list = document.createElement('ul');
+      list.className = 'jp-ext-JobsPanel-list';
+      list.setAttribute('aria-label', 'Jobs, newest first');
+      for (const job of this.jobs) {
+        list.appendChild(this.renderJob(job));
+      }
+      root.appendChild(list);
     }
-    for (const job of this.jobs) {
-      root.appendChild(this.renderJob(job));
+    if (focused) {
+      Array.from(root.querySelectorAll<HTMLElement>('[data-focus-key]'))
+        .find(el => el.dataset.focusKey === focused)
+        ?.focus();
     }
   }
 
   private renderJob(job: IJob): HTMLElement {
-    const item = document.createElement('div');
+    const item = document.createElement('li');
     item.className = 'jp-ext-Job';
     item.dataset.jobId = job.id;
     const title = document.createElement('div');
@@ -119,36 +204,39 @@ export class JobsPanel extends Widget {
     title.appendChild(name);
     title.appendChild(badge(job.status));
     if (!TERMINAL.has(job.status)) {
-      const cancel = document.createElement('button');
-      cancel.className = 'jp-Button jp-mod-minimal jp-ext-Job-cancel';
-      cancel.textContent = 'Cancel';
-      cancel.onclick = async () => {
+      const cancel = button('Cancel', `cancel:${job.id}`, () => {
         cancel.disabled = true;
-        try {
-          await this.client.cancel(job.id);
-        } finally {
-          await this.refresh();
-        }
-      };
+        void this.cancel(job);
+      });
+      cancel.classList.add('jp-ext-Job-cancel');
+      cancel.setAttribute('aria-label', `Cancel job ${job.name}`);
       title.appendChild(cancel);
     }
     item.appendChild(title);
     const meta = document.createElement('div');
     meta.className = 'jp-ext-Job-meta';
-    const when = new Date(job.created).toLocaleString();
-    meta.textContent = [job.backend, when, duration(job)].filter(Boolean).join(' · ');
+    meta.appendChild(document.createTextNode(`${job.backend} · `));
+    const created = document.createElement('time');
+    created.dateTime = job.created;
+    created.textContent = new Date(job.created).toLocaleString();
+    meta.appendChild(created);
+    const took = duration(job);
+    if (took) {
+      meta.appendChild(document.createTextNode(` · ${took}`));
+    }
     item.appendChild(meta);
     if (job.steps.length > 1) {
       const steps = document.createElement('div');
       steps.className = 'jp-ext-Job-steps';
+      steps.setAttribute('aria-label', 'Steps');
       for (const step of job.steps) {
         steps.appendChild(badge(step.status, step.name));
       }
       item.appendChild(steps);
     }
-    if (job.error && job.error.message) {
+    if (job.error?.message) {
       const err = document.createElement('div');
-      err.className = 'jp-ext-JobsPanel-error';
+      err.className = 'jp-ext-Job-error';
       err.textContent = String(job.error.message);
       item.appendChild(err);
     }

@@ -2,6 +2,8 @@
  * The shapes of the jupyter-ext REST/WebSocket API (jupyter_ext/openapi.yaml is the source).
  */
 
+import type { IDisposable } from '@lumino/disposable';
+
 export type Status = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'not_run';
 
 export const TERMINAL: ReadonlySet<Status> = new Set([
@@ -91,4 +93,20 @@ export interface IInfo {
   backends: string[];
   default_backend: string;
   user: string;
+}
+
+/** The JSON body of a 4xx/5xx answer; `message` says what the user has to change. */
+export interface IApiErrorBody {
+  message?: string;
+  reason?: string;
+  field?: string;
+  step?: string;
+  cell?: number;
+  [key: string]: any;
+}
+
+/** A followed event stream; disposing it closes the socket and stops reconnecting. */
+export interface IEventStream extends IDisposable {
+  /** The seq of the last event delivered: where a reconnect resumes. */
+  readonly lastSeq: number;
 }

@@ -71,6 +71,7 @@ async def test_reconnect_after_seq_yields_exactly_the_missed_events(api: Any) ->
     partial = await api.call("GET", "jobs", job["id"], "events", params={"after": last_seen, "limit": 3})
     assert [e["seq"] for e in partial["events"]] == [last_seen + 1, last_seen + 2, last_seen + 3]
     assert partial["done"] is False
+    assert await api.stream(job["id"], after=combined[-1]["seq"], timeout=10) == [], "resumed past the end: closed"
     ticks = [e["output"]["text"] for e in combined if e["type"] == "cell.output"]
     assert "".join(ticks) == "".join(f"tick {i}\n" for i in range(6)) + "done\n"
 
