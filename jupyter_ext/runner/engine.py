@@ -200,6 +200,7 @@ class EventEngine(NBClientEngine):
         emitter = kwargs.pop("emitter", None)
         artifacts_dir = kwargs.pop("artifacts_dir", None)
         setup_code = kwargs.pop("setup_code", None)
+        kc = kwargs.pop("kc", None)
         if emitter is None:
             # Used without our runner (plain `papermill --engine jupyter_ext`): behave like nbclient.
             return super().execute_managed_notebook(
@@ -218,6 +219,8 @@ class EventEngine(NBClientEngine):
             "stderr_file": stderr_file,
         }
         client = EventClient(nb_man, emitter, artifacts_dir, setup_code, **final_kwargs)
+        if kc is not None:
+            client.kc = kc  # the warm pool's client, already connected: skips a kernel_info round trip
         result = client.execute()
         nb_man.saved_artifacts = client.saved_artifacts
         return result

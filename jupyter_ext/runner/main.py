@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
-def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = None) -> int:
+def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = None, kc: Any = None) -> int:
     """Run one step attempt; with `km`, in that already started kernel (the warm pool's)."""
     attempt_dir = Path(args.attempt_dir)
     attempt_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         if km is not None and km.kernel_name == kernel:
             # The kernel started before this step was known: give it the step's folder and env first.
             env = {k: v for k, v in os.environ.items() if k.startswith("JUPYTER_EXT_") or k == "CUDA_VISIBLE_DEVICES"}
-            warm = {"km": km, "setup_code": _setup_code(workdir, env)}
+            warm = {"km": km, "kc": kc, "setup_code": _setup_code(workdir, env)}
             _write_kernel_pid(km)
         elif km is not None:
             km.shutdown_kernel(now=True)

@@ -34,7 +34,7 @@ def standby(folder: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     km.start_kernel(cwd=folder)
-    _warm_up(km)
+    kc = _warm_up(km)
     line = sys.stdin.readline()
     if not line.strip():
         km.shutdown_kernel(now=True)
@@ -50,11 +50,12 @@ def standby(folder: str) -> int:
         os.dup2(fd, 2)
         os.close(fd)
     os.chdir(args.workdir or ".")
-    return run(args, km=km, html=html)
+    return run(args, km=km, html=html, kc=kc)
 
 
-def _warm_up(km: Any) -> None:
-    """Run the imports every step pays for (hand-off helpers) before any step arrives."""
+def _warm_up(km: Any) -> Any:
+    """Connect a client and run the imports every step pays for (hand-off helpers) before any
+    step arrives; the connected client is handed to the step (None if warming up failed)."""
     client = km.client()
     client.start_channels()
     try:
@@ -64,5 +65,7 @@ def _warm_up(km: Any) -> None:
         )
     except (RuntimeError, TimeoutError) as exc:
         print(f"jupyter-ext standby: warm-up failed ({exc}); the step will import what it needs", file=sys.stderr)
-    finally:
         client.stop_channels()
+        return None
+    client.allow_stdin = False
+    return client

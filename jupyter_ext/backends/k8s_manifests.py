@@ -1,0 +1,468 @@
+"""Kubernetes manifests for one step attempt, as plain JSON-able dicts built by pure functions.
+
+Nothing here talks to a cluster or imports a client library: `make_job` and
+`make_inputs_configmap` turn a `StepLaunch` and the operator's `JobOptions` into the
+objects the backend creates, and the tests compare them with literal dicts.
+
+One attempt is one batch/v1 Job (``backoffLimit: 0``: retries belong to the orchestrator)
+whose only container runs the step runner. Inputs the pod cannot read from the server's
+disk (the step's notebook, its parameters, small hand-off variables) travel in a ConfigMap
+mounted read-only at `INPUTS_DIR`; `SCRATCH_DIR` is an emptyDir the runner may write its
+attempt folder to, whatever the image lets uid `run_as_user` write.
+
+Operator escape hatches, as in kubespawner: `extra_container_config` and `extra_pod_config`
+are applied last with `deep_merge` (dicts merge key by key, lists and other values replace,
+``None`` removes a key). Keys are Kubernetes' own camelCase JSON names (``nodeSelector``).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .. import quantity
+from ..errors import ValidationError
+from ..models import Resources
+from .base import StepLaunch
+from .slugs import job_name, label_value
+
+MANAGED_BY = "jupyter-ext"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_JOB = "jupyter-ext/job"
+LABEL_STEP = "jupyter-ext/step"
+LABEL_ATTEMPT = "jupyter-ext/attempt"
+LABEL_USER = "jupyter-ext/user"
+CONTAINER_NAME = "runner"
+INPUTS_DIR = "/var/run/jupyter-ext/inputs"
+SCRATCH_DIR = "/var/run/jupyter-ext/attempt"
+SHM_VOLUME = "jupyter-ext-shm"
+INPUTS_VOLUME = "jupyter-ext-inputs"
+SCRATCH_VOLUME = "jupyter-ext-attempt"
+# ConfigMaps hold at most 1 MiB (data + binaryData, raw bytes); keep room for keys and metadata.
+MAX_INPUTS_BYTES = 900 * 1024
+# Where the operator points large inputs instead; named in the error message.
+ARTIFACT_STORE_SETTING = "c.KubernetesBackend.artifact_store"
+# The server's credentials never reach a step, even if something put them in its env.
+SECRET_ENV_PREFIXES = ("JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_")
+
+_MI = 2**20
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+def _opt(default: Any, help: str) -> Any:
+    """A JobOptions field with its one-line help (the backend reuses it for its traits)."""
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class JobOptions:
+    """The operator's configuration of step Jobs (the KubernetesBackend traits, as plain data)."""
+
+    namespace: str = _opt("default", "Namespace the step Jobs and their input ConfigMaps are created in.")
+    image: str = _opt("", "Image of steps that set no `image:`; it needs jupyter-ext, papermill and ipykernel.")
+    gpu_resource: str = _opt("nvidia.com/gpu", "Extended resource a step's `gpu:N` is requested as (e.g. amd.com/gpu).")
+    gpu_node_selector: dict[str, str] = _opt({}, "nodeSelector added (to node_selector) for steps that ask for GPUs.")
+    gpu_tolerations: list[dict[str, Any]] = _opt([], "Tolerations added for steps that ask for GPUs (tainted GPU nodes).")
+    service_account: str | None = _opt(None, "Service account step pods run as; None: the namespace's default.")
+    automount_service_account_token: bool = _opt(False, "Mount the service account's API token into step pods.")
+    node_selector: dict[str, str] = _opt({}, "nodeSelector of every step pod.")
+    tolerations: list[dict[str, Any]] = _opt([], "Tolerations of every step pod.")
+    affinity: dict[str, Any] | None = _opt(None, "Affinity of every step pod (a Kubernetes Affinity object).")
+    image_pull_policy: str | None = _opt(None, "imagePullPolicy of the step container; None: Kubernetes' default.")
+    extra_env: dict[str, Any] = _opt({}, "Env of every step: NAME -> value, or NAME -> {'valueFrom': {...}}.")
+    extra_volumes: list[dict[str, Any]] = _opt([], "Volumes added to every step pod.")
+    extra_volume_mounts: list[dict[str, Any]] = _opt([], "Volume mounts added to the step container.")
+    ttl_seconds_after_finished: int | None = _opt(3600, "Seconds a finished Job and its pod are kept; None: forever.")
+    run_as_user: int | None = _opt(1000, "uid step containers run as; None: the image's (which must be non-root).")
+    run_as_group: int | None = _opt(100, "Primary gid step containers run as; None: the image's.")
+    fs_group: int | None = _opt(100, "Group that owns mounted volumes, so the step can write them.")
+    shm_fraction: float = _opt(0.5, "Share of a step's memory given to /dev/shm (memory-backed, counted against it).")
+    shm_min: str = _opt("64Mi", "Smallest /dev/shm of a step that sets memory.")
+    shm_default: str = _opt("1Gi", "/dev/shm of a step that sets no memory.")
+    extra_labels: dict[str, str] = _opt({}, "Labels added to every Job and pod (ours win on a clash).")
+    extra_annotations: dict[str, str] = _opt({}, "Annotations added to every Job and pod (ours win on a clash).")
+    extra_pod_config: dict[str, Any] = _opt({}, "Deep-merged into the pod spec last (dicts merge, lists replace).")
+    extra_container_config: dict[str, Any] = _opt({}, "Deep-merged into the step container last, likewise.")
+    user: str = _opt("", "User named in labels when a launch names none (e.g. this server's hub user).")
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated with `extra`: dicts merge recursively, anything else replaces, None removes.
+
+    Lists replace rather than append, so an operator can take out what we put in (e.g. a
+    toleration); to add, repeat ours. Neither argument is changed.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _cpu_quantity(cores: float) -> str:
+    millis = round(cores * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def _parsed_limit(parse: Any, value: str, key: str, step: str) -> Any:
+    try:
+        return parse(value, f"resources.extra_limits.{key}")
+    except ValidationError as exc:
+        raise ValidationError(f"step {step!r}: {exc.message}", step=step, field=exc.field) from None
+
+
+def _is_gpu_key(key: str, gpu_resource: str) -> bool:
+    return key == gpu_resource or key.endswith("/gpu")
+
+
+def container_resources(resources: Resources, gpu_resource: str, step: str = "") -> dict[str, dict[str, str]]:
+    """Requests and limits of the step container, as Kubernetes quantity strings.
+
+    cpu and memory are requested and limited at the step's value (memory cannot be
+    overcommitted safely, and a fixed cpu share keeps timings repeatable). GPUs are a limit
+    under `gpu_resource`; a GPU limit written under any vendor's key in `extra_limits` (Kale's
+    ``limit:nvidia.com/gpu:2``) counts as the step's GPUs, so a notebook written for one
+    vendor runs on another's cluster. Other `extra_limits` are passed through as limits (an
+    extended resource's request defaults to its limit); a cpu or memory one below the
+    step's request is an error.
+    """
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    cores = resources.cpu_cores()
+    if cores is not None:
+        requests["cpu"] = limits["cpu"] = _cpu_quantity(cores)
+    memory = resources.memory_bytes()
+    if memory is not None:
+        requests["memory"] = limits["memory"] = quantity.format_bytes(memory)
+    gpus = resources.gpu
+    for key, value in resources.extra_limits.items():
+        if _is_gpu_key(key, gpu_resource):
+            gpus = gpus or _parsed_limit(quantity.parse_gpu, value, key, step)
+        elif key == "cpu":
+            limit_cores = _parsed_limit(quantity.parse_cpu, value, key, step)
+            if cores is not None and cores > limit_cores:
+                raise ValidationError(
+                    f"step {step!r}: limit:cpu:{value} is below cpu:{resources.cpu}; raise the limit or lower cpu",
+                    step=step,
+                    field="resources.extra_limits.cpu",
+                )
+            limits["cpu"] = _cpu_quantity(limit_cores)
+        elif key == "memory":
+            limit_bytes = _parsed_limit(quantity.parse_memory, value, key, step)
+            if memory is not None and memory > limit_bytes:
+                raise ValidationError(
+                    f"step {step!r}: limit:memory:{value} is below memory:{resources.memory}; "
+                    "raise the limit or lower memory",
+                    step=step,
+                    field="resources.extra_limits.memory",
+                )
+            limits["memory"] = quantity.format_bytes(limit_bytes)
+        else:
+            limits[key] = value
+    if gpus:
+        limits[gpu_resource] = str(gpus)
+    out: dict[str, dict[str, str]] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def resource_summary(resources: Resources, gpu_resource: str, step: str = "") -> dict[str, float | int]:
+    """What the step's pod requests, as numbers keyed by resource name, for preflight checks.
+
+    ``{"cpu": 4.0, "memory": 17179869184, "nvidia.com/gpu": 2}``: cpu in cores (float), memory
+    and every other resource as an int (bytes, or a count). Only what the step asks for is
+    present; an extended resource's request is its limit.
+    """
+    spec = container_resources(resources, gpu_resource, step)
+    effective = {**spec.get("limits", {}), **spec.get("requests", {})}
+    summary: dict[str, float | int] = {}
+    for key, value in effective.items():
+        if key == "cpu":
+            summary[key] = quantity.parse_cpu(value)
+        elif key == gpu_resource:
+            summary[key] = int(value)
+        elif key == "memory":
+            summary[key] = quantity.parse_memory(value)
+        else:
+            summary[key] = _parsed_limit(quantity.parse_memory, value, key, step)
+    return summary
+
+
+def shm_size(memory_limit: str | None, opts: JobOptions) -> str:
+    """/dev/shm size: `shm_fraction` of the memory limit rounded down to MiB, at least `shm_min`
+    (but never above the limit), or `shm_default` when the step sets no memory."""
+    if memory_limit is None:
+        return quantity.format_bytes(quantity.parse_memory(opts.shm_default, "shm_default"))
+    memory = quantity.parse_memory(memory_limit)
+    share = int(Fraction(memory) * Fraction(opts.shm_fraction)) // _MI * _MI
+    size = min(memory, max(share, quantity.parse_memory(opts.shm_min, "shm_min")))
+    return quantity.format_bytes(size)
+
+
+def pod_labels(launch: StepLaunch, opts: JobOptions) -> dict[str, str]:
+    """Labels of the Job and its pod: the operator's, then ours (valid label values, slugged)."""
+    return {
+        **opts.extra_labels,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_JOB: label_value(launch.job_id),
+        LABEL_STEP: label_value(launch.step),
+        LABEL_ATTEMPT: str(launch.attempt),
+        LABEL_USER: label_value(launch.user or opts.user),
+    }
+
+
+def pod_annotations(launch: StepLaunch, opts: JobOptions) -> dict[str, str]:
+    """Annotations of the Job and its pod: the raw job id, step name, attempt and user."""
+    return {
+        **opts.extra_annotations,
+        LABEL_JOB: launch.job_id,
+        LABEL_STEP: launch.step,
+        LABEL_ATTEMPT: str(launch.attempt),
+        LABEL_USER: launch.user or opts.user,
+    }
+
+
+def label_selector(job_id: str | None = None, step: str | None = None, attempt: int | None = None) -> str:
+    """A label selector for our Jobs and pods, narrowed to a job, a step and an attempt if given."""
+    parts = [f"{LABEL_MANAGED_BY}={MANAGED_BY}"]
+    if job_id is not None:
+        parts.append(f"{LABEL_JOB}={label_value(job_id)}")
+    if step is not None:
+        parts.append(f"{LABEL_STEP}={label_value(step)}")
+    if attempt is not None:
+        parts.append(f"{LABEL_ATTEMPT}={attempt}")
+    return ",".join(parts)
+
+
+def _env(launch: StepLaunch, opts: JobOptions, limits: Mapping[str, str]) -> list[dict[str, Any]]:
+    env: dict[str, Any] = {}
+    if opts.gpu_resource.startswith("nvidia.com/") and not any(k.startswith("nvidia.com/") for k in limits):
+        # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node the NVIDIA runtime would
+        # then hand every GPU to a step that asked for none (the local backend hides them too).
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+    env.update(opts.extra_env)
+    env.update(launch.env)
+    env.update(
+        PYTHONUNBUFFERED="1",
+        JUPYTER_EXT_JOB=launch.job_id,
+        JUPYTER_EXT_STEP=launch.step,
+        JUPYTER_EXT_ATTEMPT=str(launch.attempt),
+    )
+    out = []
+    for name, value in env.items():
+        if name.startswith(SECRET_ENV_PREFIXES):
+            continue
+        if isinstance(value, Mapping):
+            out.append({"name": name, **copy.deepcopy(dict(value))})
+        else:
+            out.append({"name": name, "value": str(value)})
+    return out
+
+
+def runner_command(
+    launch: StepLaunch,
+    *,
+    notebook: str,
+    attempt_dir: str = SCRATCH_DIR,
+    workdir: str = SCRATCH_DIR,
+    parameters_file: str | None = None,
+    python: str = "python",
+) -> list[str]:
+    """The runner's argv inside the pod: events go to stdout only, since the pod log is the channel."""
+    argv = [
+        python,
+        "-m",
+        "jupyter_ext.runner",
+        "--notebook",
+        notebook,
+        "--attempt-dir",
+        attempt_dir,
+        "--workdir",
+        workdir,
+        "--job",
+        launch.job_id,
+        "--step",
+        launch.step,
+        "--attempt",
+        str(launch.attempt),
+    ]
+    if parameters_file is not None:
+        argv += ["--parameters-file", parameters_file]
+    if launch.kernel:
+        argv += ["--kernel", launch.kernel]
+    if not launch.html:
+        argv.append("--no-html")
+    return argv + ["--events-stdout", "--no-events-file"]
+
+
+# -- the objects ----------------------------------------------------------------------------------------------
+
+
+def make_job(
+    launch: StepLaunch, opts: JobOptions, *, command: list[str], inputs_configmap: str | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs one attempt of one step; its name is `slugs.job_name(...)`.
+
+    `command` is the container's argv (see `runner_command`), never a shell string.
+    `inputs_configmap` names a ConfigMap mounted read-only at `INPUTS_DIR`.
+    """
+    if isinstance(command, str) or not command or not all(isinstance(part, str) for part in command):
+        raise TypeError("command must be a non-empty list of strings (an argv, not a shell line)")
+    image = launch.resources.image or opts.image
+    if not image:
+        raise ValidationError(
+            f"step {launch.step!r} has no image: add an `image:` tag to step {launch.step!r}, "
+            "or set c.KubernetesBackend.image",
+            step=launch.step,
+            field="resources.image",
+        )
+    resources = container_resources(launch.resources, opts.gpu_resource, launch.step)
+    limits = resources.get("limits", {})
+    wants_gpu = any(_is_gpu_key(key, opts.gpu_resource) for key in limits)
+
+    volumes: list[dict[str, Any]] = [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(limits.get("memory"), opts)}},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    if inputs_configmap is not None:
+        volumes.append({"name": INPUTS_VOLUME, "configMap": {"name": inputs_configmap}})
+        mounts.append({"name": INPUTS_VOLUME, "mountPath": INPUTS_DIR, "readOnly": True})
+    volumes.append({"name": SCRATCH_VOLUME, "emptyDir": {}})
+    mounts.append({"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR})
+    volumes += copy.deepcopy(opts.extra_volumes)
+    mounts += copy.deepcopy(opts.extra_volume_mounts)
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "command": list(command),
+        "env": _env(launch, opts, limits),
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": False,
+        },
+        # A runner that dies before reporting leaves the tail of its log as the reason.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if opts.image_pull_policy:
+        container["imagePullPolicy"] = opts.image_pull_policy
+    container = deep_merge(container, opts.extra_container_config)
+
+    pod_security: dict[str, Any] = {"runAsNonRoot": True}
+    for key, value in (("runAsUser", opts.run_as_user), ("runAsGroup", opts.run_as_group), ("fsGroup", opts.fs_group)):
+        if value is not None:
+            pod_security[key] = value
+    pod_security["seccompProfile"] = {"type": "RuntimeDefault"}
+
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": opts.automount_service_account_token,
+        # Service env vars (FOO_SERVICE_HOST, ...) of the namespace would only clutter the kernel.
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if launch.timeout is not None:
+        # Counted from the pod's start on a node, so time spent waiting for a GPU is not lost;
+        # the orchestrator enforces the step's timeout itself, this is the backstop.
+        pod["activeDeadlineSeconds"] = math.ceil(launch.timeout)
+    if opts.service_account:
+        pod["serviceAccountName"] = opts.service_account
+    node_selector = {**opts.node_selector, **(opts.gpu_node_selector if wants_gpu else {})}
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    tolerations = [*opts.tolerations, *(opts.gpu_tolerations if wants_gpu else [])]
+    if tolerations:
+        pod["tolerations"] = copy.deepcopy(tolerations)
+    if opts.affinity:
+        pod["affinity"] = copy.deepcopy(opts.affinity)
+    pod = deep_merge(pod, opts.extra_pod_config)
+
+    job_labels = pod_labels(launch, opts)
+    job_annotations = pod_annotations(launch, opts)
+    spec: dict[str, Any] = {"backoffLimit": 0}
+    if opts.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = opts.ttl_seconds_after_finished
+    spec["template"] = {"metadata": {"labels": dict(job_labels), "annotations": dict(job_annotations)}, "spec": pod}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(launch.job_id, launch.step, launch.attempt),
+            "namespace": opts.namespace,
+            "labels": job_labels,
+            "annotations": job_annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / _MI:.1f} MiB" if n >= _MI else f"{math.ceil(n / 1024)} KiB"
+
+
+def make_inputs_configmap(
+    name: str,
+    job_name: str,
+    files: Mapping[str, bytes],
+    owner_uid: str | None,
+    *,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    step: str | None = None,
+) -> dict[str, Any]:
+    """An immutable ConfigMap carrying a step's input files (mounted at `INPUTS_DIR` by the Job).
+
+    With `owner_uid` (the created Job's metadata.uid) it is owned by the Job, so Kubernetes
+    deletes it with the Job. Raises ValidationError when the files exceed `MAX_INPUTS_BYTES`.
+    """
+    for key in files:
+        if not _CONFIGMAP_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a ConfigMap key: use letters, digits, '-', '_' and '.'")
+    total = sum(len(data) for data in files.values())
+    if total > MAX_INPUTS_BYTES:
+        who = f"step {step!r}" if step else "the step"
+        raise ValidationError(
+            f"the inputs of {who} (its notebook, parameters and hand-off variables) come to "
+            f"{_human_bytes(total)}, more than the {_human_bytes(MAX_INPUTS_BYTES)} a Kubernetes ConfigMap "
+            f"can carry; configure an artifact store ({ARTIFACT_STORE_SETTING}) so large inputs travel "
+            "through it, or hand smaller variables to this step",
+            step=step,
+            field="inputs",
+        )
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    if labels:
+        metadata["labels"] = dict(labels)
+    if owner_uid is not None:
+        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": owner_uid}]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "immutable": True,
+        "binaryData": {key: base64.b64encode(data).decode("ascii") for key, data in files.items()},
+    }
