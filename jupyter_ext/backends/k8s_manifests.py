@@ -41,6 +41,7 @@ LABEL_USER = "jupyter-ext/user"
 CONTAINER_NAME = "runner"
 INPUTS_DIR = "/var/run/jupyter-ext/inputs"
 SCRATCH_DIR = "/var/run/jupyter-ext/attempt"
+SHM_DIR = "/dev/shm"  # noqa: S108 - a path inside the step's container, not a temp file of ours
 SHM_VOLUME = "jupyter-ext-shm"
 INPUTS_VOLUME = "jupyter-ext-inputs"
 SCRATCH_VOLUME = "jupyter-ext-attempt"
@@ -70,7 +71,7 @@ class JobOptions:
     image: str = _opt("", "Image of steps that set no `image:`; it needs jupyter-ext, papermill and ipykernel.")
     gpu_resource: str = _opt("nvidia.com/gpu", "Extended resource a step's `gpu:N` is requested as (e.g. amd.com/gpu).")
     gpu_node_selector: dict[str, str] = _opt({}, "nodeSelector added (to node_selector) for steps that ask for GPUs.")
-    gpu_tolerations: list[dict[str, Any]] = _opt([], "Tolerations added for steps that ask for GPUs (tainted GPU nodes).")
+    gpu_tolerations: list[dict[str, Any]] = _opt([], "Tolerations added for steps that ask for GPUs (GPU taints).")
     service_account: str | None = _opt(None, "Service account step pods run as; None: the namespace's default.")
     automount_service_account_token: bool = _opt(False, "Mount the service account's API token into step pods.")
     node_selector: dict[str, str] = _opt({}, "nodeSelector of every step pod.")
@@ -84,9 +85,9 @@ class JobOptions:
     run_as_user: int | None = _opt(1000, "uid step containers run as; None: the image's (which must be non-root).")
     run_as_group: int | None = _opt(100, "Primary gid step containers run as; None: the image's.")
     fs_group: int | None = _opt(100, "Group that owns mounted volumes, so the step can write them.")
-    shm_fraction: float = _opt(0.5, "Share of a step's memory given to /dev/shm (memory-backed, counted against it).")
-    shm_min: str = _opt("64Mi", "Smallest /dev/shm of a step that sets memory.")
-    shm_default: str = _opt("1Gi", "/dev/shm of a step that sets no memory.")
+    shm_fraction: float = _opt(0.5, "Share of a step's memory its shared memory may use (counted against it).")
+    shm_min: str = _opt("64Mi", "Smallest shared memory of a step that sets memory.")
+    shm_default: str = _opt("1Gi", "Shared memory of a step that sets no memory.")
     extra_labels: dict[str, str] = _opt({}, "Labels added to every Job and pod (ours win on a clash).")
     extra_annotations: dict[str, str] = _opt({}, "Annotations added to every Job and pod (ours win on a clash).")
     extra_pod_config: dict[str, Any] = _opt({}, "Deep-merged into the pod spec last (dicts merge, lists replace).")
@@ -207,8 +208,11 @@ def resource_summary(resources: Resources, gpu_resource: str, step: str = "") ->
 
 
 def shm_size(memory_limit: str | None, opts: JobOptions) -> str:
-    """/dev/shm size: `shm_fraction` of the memory limit rounded down to MiB, at least `shm_min`
-    (but never above the limit), or `shm_default` when the step sets no memory."""
+    """Size of the step's shared memory (`SHM_DIR`), as a quantity string.
+
+    `shm_fraction` of the memory limit rounded down to MiB, at least `shm_min` (but never
+    above the limit), or `shm_default` when the step sets no memory.
+    """
     if memory_limit is None:
         return quantity.format_bytes(quantity.parse_memory(opts.shm_default, "shm_default"))
     memory = quantity.parse_memory(memory_limit)
@@ -341,7 +345,7 @@ def make_job(
     volumes: list[dict[str, Any]] = [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(limits.get("memory"), opts)}},
     ]
-    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": SHM_DIR}]
     if inputs_configmap is not None:
         volumes.append({"name": INPUTS_VOLUME, "configMap": {"name": inputs_configmap}})
         mounts.append({"name": INPUTS_VOLUME, "mountPath": INPUTS_DIR, "readOnly": True})

@@ -92,4 +92,3 @@ def parse_line(line: str) -> dict[str, Any] | None:
     if not isinstance(event, dict) or "type" not in event or "n" not in event:
         return None
     return event
-
