@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 COMMA := ,
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: demo test lint test-python test-js bench clean
+.PHONY: demo test lint test-python test-js test-k8s bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,9 @@ else
 	$(BIN)/jupyter lab --notebook-dir=examples $(ROOT_FLAG)
 endif
 
-## test: install everything the tests need, then lint + every test suite
-test: $(VENV)/.installed-test lint test-python test-js
+## test: install everything the tests need, then lint + every test suite (the Kubernetes
+## control plane is built by scripts/k8s/build.sh, cached under ~/.cache/jupyter-ext/k8s/)
+test: $(VENV)/.installed-test lint test-python test-js test-k8s
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check jupyter_ext tests bench
@@ -49,7 +50,13 @@ lint: $(VENV)/.installed-test
 	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm lint
 
 test-python: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests -p no:cacheprovider
+	$(BIN)/python -m pytest tests --ignore=tests/kubernetes -p no:cacheprovider
+
+## test-k8s: the Kubernetes backend against a real control plane (kube-apiserver, scheduler,
+## controller-manager built from source, etcd, KWOK nodes, a test-only process kubelet)
+test-k8s: $(VENV)/.installed-test
+	scripts/k8s/build.sh
+	$(BIN)/python -m pytest tests/kubernetes -p no:cacheprovider
 
 test-js: $(VENV)/.installed-test
 	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm test

@@ -17,9 +17,10 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Type, Unicode, default
+from traitlets import Dict, List, Type, Unicode, default
 
 from .backends.base import Backend
+from .backends.kubernetes import KubernetesBackend
 from .backends.local import LocalBackend
 from .handlers import handlers
 from .orchestrator import Orchestrator
@@ -67,17 +68,28 @@ class JupyterExt(ExtensionApp):
         return str(Path(self.data_dir) / "jobs.db")
 
     backend_classes = Dict(
-        default_value={"local": LocalBackend},
+        default_value={"local": LocalBackend, "kubernetes": KubernetesBackend},
         help="Backends by name (name -> Backend subclass). Each is configured under its class name.",
+    ).tag(config=True)
+
+    enabled_backends = List(
+        Unicode(),
+        default_value=["local"],
+        help="Backends this server offers (names from backend_classes). Add 'kubernetes' to run steps "
+        "as Jobs; it needs in-cluster credentials or a kubeconfig.",
     ).tag(config=True)
 
     local_backend_class = Type(LocalBackend, klass=Backend, help="Class of the 'local' backend.").tag(config=True)
 
     def initialize_settings(self) -> None:
         classes: dict[str, Any] = {**self.backend_classes, "local": self.local_backend_class}
-        self.backends: dict[str, Backend] = {name: cls(parent=self) for name, cls in classes.items()}
-        if self.backend not in self.backends:
-            raise ValueError(f"JupyterExt.backend={self.backend!r} is not one of {sorted(self.backends)}")
+        enabled = set(self.enabled_backends) | {self.backend}
+        unknown = enabled - set(classes)
+        if unknown:
+            raise ValueError(
+                f"JupyterExt.enabled_backends: unknown backend(s) {sorted(unknown)}; known: {sorted(classes)}"
+            )
+        self.backends: dict[str, Backend] = {name: classes[name](parent=self) for name in sorted(enabled)}
         self.store = AsyncStore(Store(self.db_path))
         assert self.serverapp is not None, "JupyterExt runs inside a jupyter-server"
         contents = getattr(self.serverapp, "contents_manager", None)

@@ -1,0 +1,144 @@
+"""The Kubernetes backend against the real control plane: Jobs, the pod log as the event
+channel, scheduling diagnostics, out-of-memory hint, cancel. Pods run on the process kubelet."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from jupyter_ext.backends.kubernetes import KubernetesBackend
+from jupyter_ext.models import JobSpec
+from jupyter_ext.orchestrator import Orchestrator
+from jupyter_ext.store import AsyncStore, Store
+from tests.kubernetes.conftest import Cluster
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+
+def write(root: Path, name: str, cells: list[tuple[list[str], str]]) -> str:
+    nb = new_notebook(metadata=KERNEL, cells=[new_code_cell(src, metadata={"tags": tags}) for tags, src in cells])
+    nbformat.write(nb, root / name)
+    return name
+
+
+async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any) -> Any:
+    pinned = cluster.pinned()
+    backend = KubernetesBackend(
+        namespace=namespace,
+        shared_paths=True,  # the process kubelet runs pods on this machine: same paths
+        image="jupyter-ext-test:not-pulled",
+        python=sys.executable,
+        node_selector=pinned["nodeSelector"],
+        tolerations=pinned["tolerations"],
+        cancel_grace=2.0,
+    )
+    store = AsyncStore(Store(root / "data" / "jobs.db"))
+    orch = Orchestrator(
+        store=store,
+        backends={"kubernetes": backend},
+        default_backend="kubernetes",
+        root_dir=root,
+        data_dir=root / "data",
+    )
+    await orch.start()
+    try:
+        return await body(orch, store, backend)
+    finally:
+        await orch.stop()
+        await store.close()
+
+
+def run(cluster: Cluster, namespace: str, root: Path, body: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(scenario(cluster, namespace, root, body), 240))
+
+
+def test_two_steps_run_as_jobs_with_events_from_the_pod_log(
+    k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    nb = write(
+        tmp_path,
+        "two.ipynb",
+        [
+            (["step:prep"], "data = list(range(5))\nprint('prepared', len(data), flush=True)"),
+            (
+                ["step:train", "prev:prep"],
+                "import time\nfor i in range(3):\n    print('epoch', i, flush=True)\n    time.sleep(0.3)\n"
+                "total = sum(data)\nprint('total', total)",
+            ),
+        ],
+    )
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        final = await orch.wait(job["id"])
+        assert final["status"] == "succeeded", final["error"]
+        events = await store.events(job["id"])
+        texts = "".join(e["output"]["text"] for e in events if e["type"] == "cell.output")
+        assert texts == "prepared 5\nepoch 0\nepoch 1\nepoch 2\ntotal 10\n"
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert [e["step"] for e in events if e["type"] == "step.start"] == ["prep", "train"]
+        names = {a["name"] for a in await store.artifacts(job["id"])}
+        assert {"prep__executed.ipynb", "train__executed.ipynb"} <= names
+        jobs = await backend.batch.list_namespaced_job(namespace)
+        assert len(jobs.items) == 2 and all(j.spec.backoff_limit == 0 for j in jobs.items)
+        assert backend.capacity()["watches"] <= 4, "one watch per kind per namespace, not per job"
+
+    run(k8s_cluster, namespace, tmp_path, body)
+
+
+def test_unschedulable_gpu_request_reaches_the_user_and_cancel_removes_the_job(
+    k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    nb = write(tmp_path, "gpu.ipynb", [(["step:train", "gpu:8"], "print('never')")])
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        message = None
+        for _ in range(60):
+            events = await store.events(job["id"])
+            found = [e for e in events if e.get("reason") == "FailedScheduling"]
+            if found:
+                message = found[0]["text"]
+                break
+            await asyncio.sleep(0.5)
+        assert message and "Insufficient nvidia.com/gpu" in message, message
+        await orch.cancel(job["id"], "ada")
+        final = await orch.wait(job["id"])
+        assert final["status"] == "cancelled"
+        for _ in range(40):
+            if not (await backend.batch.list_namespaced_job(namespace)).items:
+                break
+            await asyncio.sleep(0.25)
+        assert not (await backend.batch.list_namespaced_job(namespace)).items, "cancel deletes the Job"
+
+    run(k8s_cluster, namespace, tmp_path, body)
+
+
+def test_killed_like_oom_gives_the_memory_hint(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    nb = write(
+        tmp_path,
+        "oom.ipynb",
+        [
+            (
+                ["step:big", "memory:1Gi"],
+                "import os, signal\nprint('allocating', flush=True)\nos.kill(os.getppid(), signal.SIGKILL)",
+            )
+        ],
+    )
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        final = await orch.wait(job["id"])
+        assert final["status"] == "failed"
+        assert final["steps"][0]["exit_code"] == 137
+        assert "the step ran out of memory: raise `memory:` on step 'big'" in final["error"]["message"]
+
+    run(k8s_cluster, namespace, tmp_path, body)
