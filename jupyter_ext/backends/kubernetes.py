@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from .slugs import job_name
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TERMINAL_PHASES = ("Succeeded", "Failed")
+LOG_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 DIAGNOSTIC_REASONS = (
     "FailedScheduling",
     "Failed",
@@ -264,6 +266,8 @@ class KubernetesBackend(Backend):
             python=self.python,
         )
         manifest = make_job(launch, self.options(), command=command)
+        # Deleting a Job deletes its pods with their own grace period: make that our cancel grace.
+        manifest["spec"]["template"]["spec"].setdefault("terminationGracePeriodSeconds", int(self.cancel_grace))
         name = manifest["metadata"]["name"]
         try:
             await self.batch.create_namespaced_job(self.namespace, manifest, _request_timeout=self.request_timeout)  # type: ignore[arg-type]
@@ -349,6 +353,7 @@ class KubernetesBackend(Backend):
         assert self.pods is not None
         since: str | None = None
         last_n = after
+        drain_attempts = 0
 
         def ended() -> bool:
             current = self._pod(handle)
@@ -356,23 +361,38 @@ class KubernetesBackend(Backend):
 
         while True:
             final = ended()
+            read_failed = False
             queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
 
             async def read(follow: bool, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
-                nonlocal since
-                kwargs: dict[str, Any] = {"timestamps": True, "follow": follow, "_preload_content": False}
+                nonlocal since, read_failed
+                # Called through call_api: the generated read_namespaced_pod_log has no sinceTime.
+                query: list[tuple[str, str]] = [("container", CONTAINER_NAME), ("timestamps", "true")]
+                if follow:
+                    query.append(("follow", "true"))
                 if since:
-                    kwargs["since_time"] = since
+                    query.append(("sinceTime", since))
                 try:
-                    resp: Any = await self.core.read_namespaced_pod_log(
-                        pod, handle["namespace"], container=CONTAINER_NAME, **kwargs
+                    resp: Any = await self.api.call_api(
+                        "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                        "GET",
+                        path_params={"namespace": handle["namespace"], "name": pod},
+                        query_params=query,
+                        auth_settings=["BearerToken"],
+                        _preload_content=False,
+                        _request_timeout=None if follow else self.request_timeout,
                     )
                     try:
+                        if resp.status != 200:
+                            body = (await resp.read())[:300].decode("utf-8", "replace")
+                            raise BackendError(f"pods/log answered {resp.status}: {body}")
                         while True:
                             line = await resp.content.readline()
                             if not line:
                                 break
                             stamp, _, text = line.decode("utf-8", "replace").partition(" ")
+                            if not LOG_STAMP.fullmatch(stamp):
+                                continue
                             since = stamp
                             event = parse_line(text)
                             if event is not None:
@@ -380,6 +400,7 @@ class KubernetesBackend(Backend):
                     finally:
                         resp.release()
                 except Exception as exc:  # noqa: BLE001 - a dropped stream is resumed below
+                    read_failed = True
                     self.log.warning("jupyter-ext: reading the log of pod %s failed: %r", pod, exc)
                 finally:
                     queue.put_nowait(None)
@@ -411,10 +432,14 @@ class KubernetesBackend(Backend):
             finally:
                 watcher.cancel()
                 reader.cancel()
-            if final:
+            if final and not read_failed:
                 return
-            if not ended():
-                await asyncio.sleep(0.5)  # the stream dropped while the pod runs: resume from `since`
+            if final:
+                drain_attempts += 1
+                if drain_attempts > 10:
+                    self.log.warning("jupyter-ext: gave up reading the rest of pod %s's log", pod)
+                    return
+            await asyncio.sleep(0.5)  # the stream dropped (or the API was away): resume from `since`
 
     def _outcome_of(self, pod: dict[str, Any] | None, handle: dict[str, Any]) -> Outcome:
         if pod is None:
@@ -445,7 +470,6 @@ class KubernetesBackend(Backend):
                 handle["job_name"],
                 handle["namespace"],
                 propagation_policy="Background",
-                grace_period_seconds=int(self.cancel_grace),
                 _request_timeout=self.request_timeout,
             )
         except ApiException as exc:

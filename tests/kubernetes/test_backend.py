@@ -4,6 +4,7 @@ channel, scheduling diagnostics, out-of-memory hint, cancel. Pods run on the pro
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from jupyter_ext.backends.kubernetes import KubernetesBackend
 from jupyter_ext.models import JobSpec
 from jupyter_ext.orchestrator import Orchestrator
 from jupyter_ext.store import AsyncStore, Store
-from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.conftest import CLUSTER_NAME, Cluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
@@ -140,5 +141,38 @@ def test_killed_like_oom_gives_the_memory_hint(k8s_cluster: Cluster, namespace: 
         assert final["status"] == "failed"
         assert final["steps"][0]["exit_code"] == 137
         assert "the step ran out of memory: raise `memory:` on step 'big'" in final["error"]["message"]
+
+    run(k8s_cluster, namespace, tmp_path, body)
+
+
+def test_log_stream_drop_resumes_without_gap_or_duplicate(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    nb = write(
+        tmp_path,
+        "long.ipynb",
+        [(["step:talk"], "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.2)")],
+    )
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        for _ in range(120):
+            events = await store.events(job["id"])
+            if sum(1 for e in events if e["type"] == "cell.output") >= 5:
+                break
+            await asyncio.sleep(0.25)
+        # Restarting KWOK ends every open log stream while the pod keeps running.
+        restart = await asyncio.create_subprocess_exec(
+            str(Path(__file__).resolve().parents[2] / "scripts" / "k8s" / "cluster.sh"),
+            "restart-kwok",
+            env={**os.environ, "CLUSTER_NAME": CLUSTER_NAME},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert await restart.wait() == 0
+        final = await orch.wait(job["id"])
+        assert final["status"] == "succeeded", final["error"]
+        events = await store.events(job["id"])
+        text = "".join(e["output"]["text"] for e in events if e["type"] == "cell.output")
+        assert text == "".join(f"line {i}\n" for i in range(30))
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
     run(k8s_cluster, namespace, tmp_path, body)
