@@ -270,7 +270,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     else:
         notebook = path.name
     spec: dict[str, Any] = {"notebook": notebook, "parameters": {k: parse_value(v) for k, v in args.parameters}}
-    for key in ("backend", "name", "timeout", "retries"):
+    for key in ("backend", "name", "timeout", "retries", "from_step", "rerun_of"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     resources = {k: getattr(args, k) for k in ("gpu", "memory", "cpu", "image") if getattr(args, k) is not None}
@@ -453,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image")
     run.add_argument("--timeout")
     run.add_argument("--retries")
+    run.add_argument("--from-step", dest="from_step", help="re-run from this step (with --rerun-of)")
+    run.add_argument("--rerun-of", dest="rerun_of", metavar="JOB", help="job whose earlier steps to reuse")
     run.add_argument("--detach", action="store_true", help="print the job id and return at once")
     common(run)
     run.set_defaults(fn=cmd_run)

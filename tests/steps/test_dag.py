@@ -177,3 +177,30 @@ def test_bad_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
         env={**__import__("os").environ, **env},
     )
     assert json.loads(listing.stdout) == [], "a job with errors is never partly submitted"
+
+
+def test_cli_prints_each_steps_output_under_its_name_and_reruns_from_a_step(tmp_path: Path) -> None:
+    nb = tmp_path / chain(tmp_path)
+    env = {
+        **__import__("os").environ,
+        "JUPYTER_EXT_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jupyter_ext.cli", *args], capture_output=True, text=True, env=env, timeout=180
+        )
+
+    first = cli("run", str(nb))
+    assert first.returncode == 0, first.stderr
+    assert (
+        "[load] loaded 5\n" in first.stdout
+        and "[train] total 10\n" in first.stdout
+        and "[report] report 20\n" in first.stdout
+    )
+    job_id = json.loads(cli("ls", "--json").stdout)[0]["id"]
+    again = cli("run", str(nb), "--from-step", "report", "--rerun-of", job_id)
+    assert again.returncode == 0, again.stderr
+    assert "[report] report 20\n" in again.stdout
+    assert "[load] started" not in again.stderr and "[train] started" not in again.stderr
