@@ -454,7 +454,8 @@ class LocalBackend(Backend):
     async def adopt(self, handle: dict[str, Any]) -> bool:
         key = self._key(handle)
         events_file = Path(handle["attempt_dir"]) / "events.jsonl"
-        if not _alive(int(handle["pid"]), handle.get("start_time")) and not events_file.exists():
+        alive = await asyncio.to_thread(_alive, int(handle["pid"]), handle.get("start_time"))
+        if not alive and not await asyncio.to_thread(events_file.exists):
             return False
         async with self._changed:
             self._slots[key] = list(handle.get("gpus", []))
@@ -524,14 +525,18 @@ class LocalBackend(Backend):
 
     async def cancel(self, handle: dict[str, Any]) -> None:
         pid, start_time = int(handle["pid"]), handle.get("start_time")
-        if not _alive(pid, start_time):
+
+        async def alive() -> bool:  # /proc reads stay off the event loop
+            return await asyncio.to_thread(_alive, pid, start_time)
+
+        if not await alive():
             return
         _killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.cancel_grace
         # A process that is not our child cannot be awaited; look every 100 ms during the grace period.
-        while time.monotonic() < deadline and _alive(pid, start_time):  # noqa: ASYNC110
+        while time.monotonic() < deadline and await alive():  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        if _alive(pid, start_time):
+        if await alive():
             _killpg(pid, signal.SIGKILL)
             await asyncio.to_thread(_kill_kernel, Path(handle["attempt_dir"]) / "kernel.pid")
 
