@@ -280,7 +280,6 @@ class RemoteMagics(Magics):
         handle = RemoteJob(self, job, args.outputs)
         self.jobs.append(handle)
         if args.asynchronous:
-            _Status(handle, cancel_button=True).show(final=False)
             return handle
         self._run_in_cell(handle)
         handle.result()  # raises the remote error, or puts the --out variables here
@@ -288,8 +287,8 @@ class RemoteMagics(Magics):
 
     def _run_in_cell(self, handle: RemoteJob) -> None:
         """Show the job's outputs here as they arrive; an interrupt cancels the job."""
-        status = _Status(handle, cancel_button=False)
-        status.show(final=False)
+        status = _Status(handle, cancellable=not hasattr(self.session, "orchestrator"))
+        status.show()
         try:
             while True:
                 try:
@@ -339,42 +338,34 @@ class RemoteMagics(Magics):
             print(f"{job['id']}  {job['status']:10}  {job['name'][:40]:40}  {job['created'][:19].replace('T', ' ')}")
 
 
-class _Status:
-    """A one-line status (ipywidgets when available, else stderr): state, elapsed, cells, Cancel."""
+JOB_STATUS_MIME = "application/vnd.jupyter-ext.job-status+json"
 
-    def __init__(self, handle: RemoteJob, cancel_button: bool) -> None:
+
+class _Status:
+    """The one-line status under the cell: state, elapsed time, cells done, and (in JupyterLab,
+    through our renderer) a Cancel button that calls the server directly, so it works while
+    this kernel is busy waiting. Updated in place through a display id; plain text elsewhere."""
+
+    def __init__(self, handle: RemoteJob, cancellable: bool) -> None:
         self.handle = handle
+        self.cancellable = cancellable
         self.started = time.monotonic()
         self.state = "queued"
         self.cells = 0
-        self.widget: Any = None
-        try:
-            import ipywidgets as widgets
-            from IPython import get_ipython
+        self.display: Any = None
+        self.last_update = 0.0
 
-            if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
-                raise ImportError
-            self.label = widgets.HTML()
-            children = [self.label]
-            if cancel_button:
-                button = widgets.Button(description="Cancel", button_style="warning", layout={"width": "80px"})
-                button.on_click(lambda _: handle.cancel())
-                children.append(button)
-                self.button = button
-            self.widget = widgets.HBox(children)
-        except ImportError:
-            self.widget = None
-
-    def text(self) -> str:
+    def bundle(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
-        return f"job {self.handle.id}: {self.state} · {elapsed:.0f}s · {self.cells} cell(s) done"
+        text = f"job {self.handle.id}: {self.state} · {elapsed:.0f}s · {self.cells} cell(s) done"
+        data = {"job": self.handle.id, "state": self.state, "elapsed": round(elapsed, 1), "cells": self.cells}
+        data["cancellable"] = self.cancellable
+        return {JOB_STATUS_MIME: data, "text/plain": text}
 
-    def show(self, final: bool) -> None:
-        if self.widget is not None:
-            from IPython.display import display
+    def show(self) -> None:
+        from IPython.display import display
 
-            self.label.value = f"<code>{self.text()}</code>"
-            display(self.widget)
+        self.display = display(self.bundle(), raw=True, display_id=True)
 
     def update(self, event: dict[str, Any] | None = None, final: bool = False) -> None:
         if event is not None:
@@ -385,10 +376,10 @@ class _Status:
                 self.cells += 1
             elif kind == "job.end":
                 self.state = event.get("status", "ended")
-        if self.widget is not None:
-            self.label.value = f"<code>{self.text()}</code>"
-            if final and hasattr(self, "button"):
-                self.button.disabled = True
+        now = time.monotonic()
+        if self.display is not None and (final or event is None or now - self.last_update > 0.25):
+            self.last_update = now
+            self.display.update(self.bundle(), raw=True)
 
 
 def _render(event: dict[str, Any]) -> None:

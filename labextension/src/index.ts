@@ -1,8 +1,10 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { listIcon } from '@jupyterlab/ui-components';
 import { JupyterExtClient } from './client';
+import { jobStatusFactory } from './jobstatus';
 import { JobsPanel } from './panel';
 
 /** Command ids. */
@@ -18,8 +20,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-ext:plugin',
   description: 'Run notebook cells as jobs and follow them from JupyterLab.',
   autoStart: true,
-  optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null) => {
+  optional: [ICommandPalette, IRenderMimeRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
+  ) => {
     const client = new JupyterExtClient(
       ServerConnection.makeSettings(),
       ServerConnection.makeRequest
@@ -33,6 +39,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => panel.refresh()
     });
     palette?.addItem({ command: CommandIDs.refreshJobs, category: 'Jobs' });
+    // The %%remote status line (with a Cancel button that works while the kernel is busy).
+    rendermime?.addFactory(jobStatusFactory(job => client.cancel(job)));
   }
 };
 

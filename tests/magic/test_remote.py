@@ -82,6 +82,13 @@ def test_outputs_arrive_live_in_order(kernel: Kernel) -> None:
     assert lines[0]["at"] < finished - 1.0, "the first line arrives while the remote cell still runs"
     html = [o for o in outputs if o["type"] == "display_data" and "text/html" in o["data"]]
     assert html and html[0]["data"]["text/html"] == "<b>rich</b>"
+    # the status line: shown at once, updated in place, ending in the final state
+    mime = "application/vnd.jupyter-ext.job-status+json"
+    status = [o for o in outputs if o["type"] in ("display_data", "update_display_data") and mime in o["data"]]
+    assert status[0]["type"] == "display_data" and status[0]["data"][mime]["state"] == "queued"
+    assert status[-1]["type"] == "update_display_data" and status[-1]["data"][mime]["state"] == "succeeded"
+    assert status[-1]["data"][mime]["cells"] == 1 and status[-1]["data"][mime]["cancellable"] is False
+    assert {o["transient"]["display_id"] for o in status} == {status[0]["transient"]["display_id"]}
     assert started < lines[0]["at"]
 
 
@@ -171,6 +178,9 @@ def test_submits_through_a_running_server(server: Any, notebooks: Path) -> None:
         assert reply["status"] == "ok", reply
         assert k.value("b") == "1024"
         assert text(outputs).strip() == "{", "the remote cell runs in the kernel's folder"
+        mime = "application/vnd.jupyter-ext.job-status+json"
+        status = [o["data"][mime] for o in outputs if mime in o.get("data", {})]
+        assert status and all(s["cancellable"] for s in status), "through a server the status line can cancel"
     finally:
         k.stop()
     jobs = server.get("jobs").json()["jobs"]
