@@ -61,6 +61,21 @@ class ServerClient:
     async def info(self) -> dict[str, Any]:
         return await self.request("GET", "info")
 
+    async def upload(self, data: bytes) -> str:
+        """Send a file to the server (streamed there to disk); returns its upload id."""
+        req = HTTPRequest(
+            self.api("uploads"),
+            method="PUT",
+            headers={**self._headers(), "Content-Type": "application/octet-stream"},
+            body=data,
+            request_timeout=3600,
+        )
+        try:
+            resp = await self.http.fetch(req)
+        except HTTPClientError as exc:
+            raise _BY_STATUS.get(exc.code, BackendError)(f"upload failed: {exc}") from None
+        return str(json.loads(resp.body)["upload"])
+
     async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", "jobs", spec)
 

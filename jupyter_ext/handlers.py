@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +191,47 @@ class JobHandler(_Base):
         self.finish()
 
 
+@web.stream_request_body
+class UploadHandler(_Base):
+    """`PUT uploads`: a file streamed to the server (e.g. a large `%%remote --in` value), answered
+    with an id a job spec can name (`"upload:<id>"`). Uploads are per user and used once."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        # The body streams in before put() runs, so authenticate and authorize here, first.
+        if self.current_user is None:
+            raise web.HTTPError(403)
+        allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE))
+        if not allowed:
+            raise web.HTTPError(403)
+        self.upload_id = uuid.uuid4().hex
+        self.upload_path = self.ext.orchestrator.upload_path(self.owner, self.upload_id)
+        self.upload_size = 0
+
+        def open_file() -> Any:
+            self.upload_path.parent.mkdir(parents=True, exist_ok=True)
+            return open(self.upload_path, "wb")  # noqa: SIM115 - closed in put() / on_connection_close()
+
+        self.upload_file = await asyncio.to_thread(open_file)
+
+    async def data_received(self, chunk: bytes) -> None:
+        self.upload_size += len(chunk)
+        await asyncio.to_thread(self.upload_file.write, chunk)
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        """Store the body; answer its upload id and size."""
+        await asyncio.to_thread(self.upload_file.close)
+        self.set_status(201)
+        self.finish({"upload": self.upload_id, "size": self.upload_size})
+
+    def on_connection_close(self) -> None:
+        if hasattr(self, "upload_file") and not self.upload_file.closed:
+            self.upload_file.close()
+            self.upload_path.unlink(missing_ok=True)
+
+
 class CancelHandler(_Base):
     @web.authenticated
     @authorized
@@ -347,6 +389,7 @@ _JOB = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
 handlers: list[tuple[str, type]] = [
     (rf"{API}/info", InfoHandler),
     (rf"{API}/jobs", JobsHandler),
+    (rf"{API}/uploads", UploadHandler),
     (rf"{API}/jobs/{_JOB}", JobHandler),
     (rf"{API}/jobs/{_JOB}/cancel", CancelHandler),
     (rf"{API}/jobs/{_JOB}/events", EventsHandler),

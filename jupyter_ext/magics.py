@@ -33,6 +33,7 @@ from .magic_args import parse_remote_args
 
 T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "cancelled")
+UPLOAD_OVER = 1024 * 1024  # bytes of a pickled --in value above which it is uploaded separately
 # Libraries whose version matters for unpickling; compared when present on both sides.
 CHECKED = ("cloudpickle", "numpy", "pandas", "sklearn", "torch", "scipy", "polars", "pyarrow")
 
@@ -242,12 +243,17 @@ class RemoteMagics(Magics):
                 raise UsageError(f"--in: variable {name!r} is not defined in this kernel")
             value = self.shell.user_ns[name]
             try:
-                inputs[name] = base64.b64encode(cloudpickle.dumps(value)).decode()
+                data = cloudpickle.dumps(value)
             except Exception as exc:  # noqa: BLE001 - pickling fails with any type
                 raise UsageError(
                     f"--in: cannot send {name!r} ({type_name(value)}): {type(exc).__name__}: {exc}; "
                     "create it inside the remote cell instead"
                 ) from None
+            if len(data) > UPLOAD_OVER and hasattr(self.session, "upload"):
+                # Large values stream to the server's store first instead of riding in the job spec.
+                inputs[name] = "upload:" + self.loop.call(self.session.upload(data))
+            else:
+                inputs[name] = base64.b64encode(data).decode()
         spec: dict[str, Any] = {
             "name": args.name or "%%remote",
             "cell": {

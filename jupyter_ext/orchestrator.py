@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -131,7 +133,13 @@ class Orchestrator:
             raise ValidationError(f"{field}: {relative!r} is not a folder under the server root", field=field)
         return path
 
-    def _prepare_cell(self, spec: JobSpec, job_id: str) -> tuple[Path, list[StepSpec]]:
+    def upload_path(self, user: str, upload_id: str) -> Path:
+        """Where an upload of `user` lives until a job takes it (ids are hex; anything else is refused)."""
+        if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
+            raise ValidationError(f"upload: {upload_id!r} is not an upload id", field="upload")
+        return self.data_dir / "uploads" / hashlib.sha256(user.encode()).hexdigest()[:16] / upload_id
+
+    def _prepare_cell(self, spec: JobSpec, job_id: str, user: str) -> tuple[Path, list[StepSpec]]:
         """One cell as a one-step job: its inputs saved, its outputs kept as artifacts (thread)."""
         assert spec.cell is not None
         cell = spec.cell
@@ -140,11 +148,22 @@ class Orchestrator:
         inputs_dir = job_dir / "inputs"
         inputs_dir.mkdir(parents=True, exist_ok=True)
         for name, payload in cell.inputs.items():
+            target = inputs_dir / f"{name}.pkl"
+            if payload.startswith("upload:"):
+                upload = self.upload_path(user, payload.removeprefix("upload:"))
+                if not upload.is_file():
+                    raise ValidationError(
+                        f"cell.inputs.{name}: no upload {payload.removeprefix('upload:')!r} of yours "
+                        "(each upload is used once)",
+                        field=f"cell.inputs.{name}",
+                    )
+                os.replace(upload, target)
+                continue
             try:
                 data = base64.b64decode(payload, validate=True)
             except ValueError:
                 raise ValidationError(f"cell.inputs.{name}: not base64 data", field=f"cell.inputs.{name}") from None
-            (inputs_dir / f"{name}.pkl").write_bytes(data)
+            target.write_bytes(data)
         step = StepSpec(
             name=CELL_STEP,
             cells=[0],
@@ -177,10 +196,10 @@ class Orchestrator:
         nbformat.write(nbformat.v4.new_notebook(cells=[user_cell]), job_dir / "notebook.ipynb")
         return workdir / "remote-cell.ipynb", [step]
 
-    def _prepare(self, spec: JobSpec, job_id: str) -> tuple[Path, list[StepSpec]]:
+    def _prepare(self, spec: JobSpec, job_id: str, user: str) -> tuple[Path, list[StepSpec]]:
         """Read, plan and slice the notebook into the job's folder (thread)."""
         if spec.cell is not None:
-            return self._prepare_cell(spec, job_id)
+            return self._prepare_cell(spec, job_id, user)
         assert spec.notebook is not None
         path = self.resolve_notebook(spec.notebook)
         try:
@@ -218,7 +237,7 @@ class Orchestrator:
         backend = self.backends[backend_name]
         job_id = new_job_id()
         try:
-            path, steps = await asyncio.to_thread(self._prepare, spec, job_id)
+            path, steps = await asyncio.to_thread(self._prepare, spec, job_id, user)
             for step in steps:
                 backend.check(step.name, step.resources)
         except BaseException:

@@ -173,10 +173,13 @@ def test_submits_through_a_running_server(server: Any, notebooks: Path) -> None:
     )
     try:
         k.run("%load_ext jupyter_ext")
-        reply, outputs = k.run("a = 2\n")
+        reply, outputs = k.run("a = 2\nimport numpy as np\nbig = np.arange(500_000)\n")
         reply, outputs = k.run("%%remote --in a --out b\nb = a ** 10\nprint(open('quick.ipynb').read()[:1])")
         assert reply["status"] == "ok", reply
         assert k.value("b") == "1024"
+        reply, _ = k.run("%%remote --in big --out total\ntotal = int(big.sum())")
+        assert reply["status"] == "ok", reply
+        assert k.value("total") == str(sum(range(500_000))), "a 4 MB input goes through an upload"
         assert text(outputs).strip() == "{", "the remote cell runs in the kernel's folder"
         mime = "application/vnd.jupyter-ext.job-status+json"
         status = [o["data"][mime] for o in outputs if mime in o.get("data", {})]
@@ -184,4 +187,7 @@ def test_submits_through_a_running_server(server: Any, notebooks: Path) -> None:
     finally:
         k.stop()
     jobs = server.get("jobs").json()["jobs"]
-    assert [j["name"] for j in jobs] == ["%%remote"] and jobs[0]["status"] == "succeeded"
+    assert [j["name"] for j in jobs] == ["%%remote", "%%remote"] and {j["status"] for j in jobs} == {"succeeded"}
+    uploads = server.data_dir / "uploads"
+    assert uploads.is_dir(), "the 4 MB input was uploaded, not put in the job spec"
+    assert not [p for p in uploads.rglob("*") if p.is_file()], "the upload was taken by its job"

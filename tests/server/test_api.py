@@ -248,6 +248,7 @@ async def test_every_route_refuses_unauthenticated_requests(api: Any, jp_base_ur
         ("GET", "/info"),
         ("GET", "/jobs"),
         ("POST", "/jobs"),
+        ("PUT", "/uploads"),
         ("GET", f"/jobs/{job['id']}"),
         ("DELETE", f"/jobs/{job['id']}"),
         ("POST", f"/jobs/{job['id']}/cancel"),
@@ -257,7 +258,7 @@ async def test_every_route_refuses_unauthenticated_requests(api: Any, jp_base_ur
         ("GET", f"/jobs/{job['id']}/artifacts/executed.ipynb"),
     ]
     for method, route in routes:
-        body = json.dumps({"notebook": "quick.ipynb"}) if method == "POST" else None
+        body = json.dumps({"notebook": "quick.ipynb"}) if method in ("POST", "PUT") else None
         with pytest.raises(HTTPClientError) as info:
             await client.fetch(base + route, method=method, body=body)
         assert info.value.code == 403, f"{method} {route} -> {info.value.code}"
@@ -294,3 +295,24 @@ async def test_server_does_not_leak_environment_secrets_to_steps(api: Any, noteb
         del os.environ["JUPYTER_TOKEN"]
     texts = [e["output"]["text"] for e in events if e["type"] == "cell.output"]
     assert texts == ["None True\n"], "no server token in the step; a CPU step sees no GPU"
+
+
+async def test_large_cell_inputs_are_uploaded_then_taken_by_one_job(api: Any, data_dir: Path) -> None:
+    import cloudpickle
+
+    payload = cloudpickle.dumps(b"x" * (5 * 1024 * 1024))
+    up = await api.call(
+        "PUT", "uploads", body=payload, expect=201, headers={"Content-Type": "application/octet-stream"}
+    )
+    check_response("/uploads", "PUT", 201, up)
+    assert up["size"] == len(payload)
+    cell = {"source": "print(len(big))", "inputs": {"big": f"upload:{up['upload']}"}}
+    job = await api.call("POST", "jobs", body={"cell": cell}, expect=201)
+    events = await api.stream(job["id"])
+    assert events[-1]["status"] == "succeeded", events[-1]
+    assert [e["output"]["text"] for e in events if e["type"] == "cell.output"] == [f"{5 * 1024 * 1024}\n"]
+    again = await api.call("POST", "jobs", body={"cell": cell}, expect=400)
+    assert "each upload is used once" in again["message"]
+    bogus = await api.call("POST", "jobs", body={"cell": {**cell, "inputs": {"big": "upload:../../x"}}}, expect=400)
+    assert "is not an upload id" in bogus["message"]
+    assert not [p for p in (data_dir / "uploads").rglob("*") if p.is_file()], "nothing left behind"
