@@ -176,3 +176,37 @@ def test_log_stream_drop_resumes_without_gap_or_duplicate(k8s_cluster: Cluster, 
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
     run(k8s_cluster, namespace, tmp_path, body)
+
+
+def test_server_restart_adopts_the_job_and_resumes_its_log(
+    k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    nb = write(
+        tmp_path,
+        "adopt.ipynb",
+        [(["step:talk"], "import time\nfor i in range(25):\n    print('line', i, flush=True)\n    time.sleep(0.2)")],
+    )
+    state: dict[str, Any] = {}
+
+    async def first(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        state["id"] = job["id"]
+        for _ in range(120):
+            events = await store.events(job["id"])
+            if sum(1 for e in events if e["type"] == "cell.output") >= 4:
+                return  # the server goes away here (its orchestrator stops; the Job keeps running)
+            await asyncio.sleep(0.25)
+        raise AssertionError("no output")
+
+    async def second(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        final = await orch.wait(state["id"])
+        assert final["status"] == "succeeded", final["error"]
+        events = await store.events(state["id"])
+        text = "".join(e["output"]["text"] for e in events if e["type"] == "cell.output")
+        assert text == "".join(f"line {i}\n" for i in range(25))
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert sum(1 for e in events if e["type"] == "step.start") == 1
+        assert len((await backend.batch.list_namespaced_job(namespace)).items) == 1, "adopted, not created again"
+
+    run(k8s_cluster, namespace, tmp_path, first)
+    run(k8s_cluster, namespace, tmp_path, second)
