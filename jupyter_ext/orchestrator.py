@@ -240,6 +240,7 @@ class Orchestrator:
             path, steps = await asyncio.to_thread(self._prepare, spec, job_id, user)
             for step in steps:
                 backend.check(step.name, step.resources)
+            await backend.preflight([(s.name, s.resources) for s in steps if not s.reused_from])
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             raise

@@ -64,6 +64,10 @@ class Backend(LoggingConfigurable):
     def check(self, step: str, resources: Resources) -> None:
         """Raise ValidationError (naming `step`) when the request can never be satisfied here."""
 
+    async def preflight(self, steps: list[tuple[str, Resources]]) -> None:
+        """Ask the backend (e.g. the cluster) whether these steps can run; raise ValidationError naming
+        the step when they cannot. Called once per submission, before anything is stored."""
+
     async def submit(self, launch: StepLaunch) -> dict[str, Any]:
         """Start the attempt (waiting for capacity if needed) and return its handle."""
         raise NotImplementedError

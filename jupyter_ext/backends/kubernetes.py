@@ -28,6 +28,7 @@ from typing import Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
+from .. import quantity
 from ..errors import BackendError, ValidationError
 from ..models import Resources
 from ..runner.emitter import parse_line
@@ -165,6 +166,11 @@ class KubernetesBackend(Backend):
     kubeconfig = Unicode(
         None, allow_none=True, help="kubeconfig file when not in a cluster (default: $KUBECONFIG, else ~/.kube/config)."
     ).tag(config=True)
+    preflight_checks = Bool(
+        True,
+        help="Before submitting, check RBAC (SelfSubjectAccessReview), that some node can ever fit each "
+        "step (allocatable), and that ResourceQuotas would admit it.",
+    ).tag(config=True)
     request_timeout = Float(30, help="Seconds before a Kubernetes API call is given up.").tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -237,6 +243,116 @@ class KubernetesBackend(Backend):
                 "(c.KubernetesBackend.shared_paths with a shared volume); ask your administrator",
                 step=step,
             )
+
+    async def preflight(self, steps: list[tuple[str, Resources]]) -> None:
+        if not self.preflight_checks or not steps:
+            return
+        await self.start()
+        first = steps[0][0]
+        await self._preflight_access(first)
+        needs = {name: resource_summary(res, self.gpu_resource, name) for name, res in steps}
+        await self._preflight_nodes(needs)
+        await self._preflight_quotas(needs)
+
+    async def _preflight_access(self, step: str) -> None:
+        from kubernetes_asyncio import client
+
+        auth = client.AuthorizationV1Api(self.api)
+        for group, resource, sub, verb in (
+            ("batch", "jobs", None, "create"),
+            ("batch", "jobs", None, "delete"),
+            ("", "pods", None, "list"),
+            ("", "pods", None, "watch"),
+            ("", "pods", "log", "get"),
+            ("", "events", None, "list"),
+        ):
+            attrs: dict[str, Any] = {"namespace": self.namespace, "verb": verb, "group": group, "resource": resource}
+            if sub:
+                attrs["subresource"] = sub
+            review = await auth.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": attrs}},  # type: ignore[arg-type]
+                _request_timeout=self.request_timeout,
+            )
+            if not review.status.allowed:
+                what = f"{resource}/{sub}" if sub else resource
+                raise ValidationError(
+                    f"step {step!r} cannot run: this server may not {verb} {what} in namespace {self.namespace!r} "
+                    "(Kubernetes RBAC); ask your administrator to bind the jupyter-ext Role (docs/kubernetes.md)",
+                    step=step,
+                )
+
+    async def _preflight_nodes(self, needs: dict[str, dict[str, Any]]) -> None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            nodes = (await self.core.list_node(_request_timeout=self.request_timeout)).items
+        except ApiException as exc:
+            if exc.status == 403:
+                return  # may not list nodes (a user namespace): the scheduler will say it instead
+            raise
+        sizes = [self._allocatable(n.status.allocatable or {}) for n in nodes if not n.spec.unschedulable]
+        for step, need in needs.items():
+            if any(all(size.get(k, 0) >= v for k, v in need.items() if k in size) for size in sizes):
+                continue
+            parts = []
+            for key, value in need.items():
+                best = max((size.get(key, 0) for size in sizes), default=0)
+                if value > best:
+                    parts.append(f"{_show(key, value)} but the largest node offers {_show(key, best)}")
+            raise ValidationError(
+                f"step {step!r} can never be scheduled: it asks for {'; '.join(parts) or 'more than any node has'}; "
+                f"lower its resources (e.g. `gpu:`/`memory:` tags)",
+                step=step,
+            )
+
+    def _allocatable(self, alloc: dict[str, str]) -> dict[str, float]:
+        def parsed(parse: Callable[[object, str], float], key: str) -> float:
+            try:
+                return parse(alloc[key], key) if key in alloc else 0.0
+            except ValidationError:
+                return 0.0
+
+        return {
+            "cpu": parsed(quantity.parse_cpu, "cpu"),
+            "memory": parsed(quantity.parse_memory, "memory"),
+            self.gpu_resource: float(alloc.get(self.gpu_resource, 0) or 0),
+        }
+
+    async def _preflight_quotas(self, needs: dict[str, dict[str, Any]]) -> None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            quotas = (await self.core.list_namespaced_resource_quota(self.namespace)).items
+        except ApiException as exc:
+            if exc.status == 403:
+                return
+            raise
+        keys: dict[str, tuple[str, ...]] = {
+            "cpu": ("requests.cpu", "cpu", "limits.cpu"),
+            "memory": ("requests.memory", "memory", "limits.memory"),
+        }
+        keys[self.gpu_resource] = (f"requests.{self.gpu_resource}",)
+        parse = {"cpu": quantity.parse_cpu, "memory": quantity.parse_memory}
+        for quota in quotas:
+            hard, used = quota.status.hard or {}, quota.status.used or {}
+            for step, need in needs.items():
+                for key, value in need.items():
+                    for qkey in keys.get(key, ()):
+                        if qkey not in hard:
+                            continue
+                        convert = parse.get(key, lambda v, f: int(v))
+
+                        def amount(text: str, convert: Callable[..., float] = convert, qkey: str = qkey) -> float:
+                            return 0.0 if str(text).strip() in ("", "0") else convert(text, qkey)
+
+                        left = amount(hard[qkey]) - amount(used.get(qkey, "0"))
+                        if value > left:
+                            raise ValidationError(
+                                f"step {step!r} asks for {_show(key, value)} but ResourceQuota "
+                                f"{quota.metadata.name!r} in namespace {self.namespace!r} has {_show(key, left)} "
+                                f"left of {qkey}={hard[qkey]}; lower the step's resources or wait for other jobs",
+                                step=step,
+                            )
 
     # -- one attempt ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -481,6 +597,14 @@ class KubernetesBackend(Backend):
             "namespace": self.namespace,
             "watches": sum(r.watches_started for r in (self.pods, self.events_reflector) if r),
         }
+
+
+def _show(key: str, value: float) -> str:
+    if key == "memory":
+        return f"{value / 2**30:.3g}Gi memory"
+    if key == "cpu":
+        return f"{value:g} CPU"
+    return f"{value:g} {key}"
 
 
 def _reason(exc: Any) -> str:

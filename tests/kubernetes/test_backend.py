@@ -14,6 +14,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.backends.kubernetes import KubernetesBackend
+from jupyter_ext.errors import ValidationError
 from jupyter_ext.models import JobSpec
 from jupyter_ext.orchestrator import Orchestrator
 from jupyter_ext.store import AsyncStore, Store
@@ -29,7 +30,7 @@ def write(root: Path, name: str, cells: list[tuple[list[str], str]]) -> str:
     return name
 
 
-async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any) -> Any:
+async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any, **options: Any) -> Any:
     pinned = cluster.pinned()
     backend = KubernetesBackend(
         namespace=namespace,
@@ -39,6 +40,7 @@ async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any) -> A
         node_selector=pinned["nodeSelector"],
         tolerations=pinned["tolerations"],
         cancel_grace=2.0,
+        **options,
     )
     store = AsyncStore(Store(root / "data" / "jobs.db"))
     orch = Orchestrator(
@@ -56,8 +58,8 @@ async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any) -> A
         await store.close()
 
 
-def run(cluster: Cluster, namespace: str, root: Path, body: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(scenario(cluster, namespace, root, body), 240))
+def run(cluster: Cluster, namespace: str, root: Path, body: Any, **options: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(scenario(cluster, namespace, root, body, **options), 240))
 
 
 def test_two_steps_run_as_jobs_with_events_from_the_pod_log(
@@ -120,7 +122,7 @@ def test_unschedulable_gpu_request_reaches_the_user_and_cancel_removes_the_job(
             await asyncio.sleep(0.25)
         assert not (await backend.batch.list_namespaced_job(namespace)).items, "cancel deletes the Job"
 
-    run(k8s_cluster, namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body, preflight_checks=False)
 
 
 def test_killed_like_oom_gives_the_memory_hint(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
@@ -210,3 +212,29 @@ def test_server_restart_adopts_the_job_and_resumes_its_log(
 
     run(k8s_cluster, namespace, tmp_path, first)
     run(k8s_cluster, namespace, tmp_path, second)
+
+
+def test_preflight_refuses_what_no_node_or_quota_can_take(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    gpu = write(tmp_path, "gpu8.ipynb", [(["step:prep"], "x = 1"), (["step:train", "prev:prep", "gpu:8"], "y = x")])
+    cpu = write(tmp_path, "cpu2.ipynb", [(["step:crunch", "cpu:2"], "z = 1")])
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        with pytest.raises(ValidationError) as info:
+            await orch.submit(JobSpec(notebook=gpu), "ada")
+        assert info.value.step == "train"
+        assert "asks for 8 nvidia.com/gpu but the largest node offers 4 nvidia.com/gpu" in str(info.value)
+        await backend.core.create_namespaced_resource_quota(
+            namespace, {"metadata": {"name": "small"}, "spec": {"hard": {"requests.cpu": "1"}}}
+        )
+        for _ in range(40):  # the quota controller fills in status.hard
+            quota = await backend.core.read_namespaced_resource_quota("small", namespace)
+            if quota.status and quota.status.hard:
+                break
+            await asyncio.sleep(0.25)
+        with pytest.raises(ValidationError) as info:
+            await orch.submit(JobSpec(notebook=cpu), "ada")
+        assert "step 'crunch' asks for 2 CPU but ResourceQuota 'small'" in str(info.value)
+        assert await store.list_jobs() == [], "nothing was submitted"
+        assert not (await backend.batch.list_namespaced_job(namespace)).items
+
+    run(k8s_cluster, namespace, tmp_path, body)
