@@ -238,3 +238,34 @@ def test_preflight_refuses_what_no_node_or_quota_can_take(k8s_cluster: Cluster, 
         assert not (await backend.batch.list_namespaced_job(namespace)).items
 
     run(k8s_cluster, namespace, tmp_path, body)
+
+
+def test_cpu_then_gpu_step_on_a_node_that_advertises_gpus(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    nb = write(
+        tmp_path,
+        "cpu_gpu.ipynb",
+        [
+            (["step:prep", "cpu:500m", "memory:256Mi"], "rows = [1, 2, 3]"),
+            (["step:train", "prev:prep", "gpu:2", "memory:1Gi"], "print('training on', len(rows), 'rows', flush=True)"),
+        ],
+    )
+
+    async def body(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        # The process-kubelet node advertises 4 GPUs (fake, named as such: nothing here has a GPU;
+        # what is tested is the scheduler's accounting and our manifests).
+        patch = {"status": {"capacity": {"nvidia.com/gpu": "4"}, "allocatable": {"nvidia.com/gpu": "4"}}}
+        await backend.core.patch_node_status(k8s_cluster.proc_node, patch)
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        final = await orch.wait(job["id"])
+        assert final["status"] == "succeeded", final["error"]
+        events = await store.events(job["id"])
+        assert [e["output"]["text"] for e in events if e["type"] == "cell.output"] == ["training on 3 rows\n"]
+        pods = {p["metadata"]["labels"]["jupyter-ext/step"]: p for p in backend.pods.objects.values()}  # type: ignore[union-attr]
+        limits = pods["train"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == "2" and "nvidia.com/gpu" not in pods["prep"]["spec"]["containers"][0][
+            "resources"
+        ].get("limits", {})
+        assert pods["train"]["spec"]["nodeName"] == k8s_cluster.proc_node, "bound by the real scheduler"
+        assert {"prep__executed.ipynb", "train__executed.html"} <= {a["name"] for a in await store.artifacts(job["id"])}
+
+    run(k8s_cluster, namespace, tmp_path, body)
