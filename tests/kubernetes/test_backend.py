@@ -269,3 +269,78 @@ def test_cpu_then_gpu_step_on_a_node_that_advertises_gpus(k8s_cluster: Cluster, 
         assert {"prep__executed.ipynb", "train__executed.html"} <= {a["name"] for a in await store.artifacts(job["id"])}
 
     run(k8s_cluster, namespace, tmp_path, body)
+
+
+def _documented_role() -> dict[str, Any]:
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return dict(yaml.safe_load(block))
+
+
+def test_an_account_with_only_the_documented_role_runs_jobs_and_one_without_is_told(
+    k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    cells = [(["step:hello"], "print('hello from a restricted account', flush=True)")]
+    for root in (tmp_path / "a", tmp_path / "b"):
+        root.mkdir()
+        nb = write(root, "rbac.ipynb", cells)
+
+    async def kubeconfig_for(account: str, bind: bool) -> str:
+        async with k8s_cluster.clients() as (api, core, _):
+            from kubernetes_asyncio import client
+
+            rbac = client.RbacAuthorizationV1Api(api)
+            await core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+            if bind:
+                role = _documented_role()
+                role["metadata"] = {"name": f"{account}-role"}
+                await rbac.create_namespaced_role(namespace, role)
+                await rbac.create_namespaced_role_binding(
+                    namespace,
+                    {
+                        "metadata": {"name": f"{account}-binding"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{account}-role"},
+                        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+                    },
+                )
+            token = await core.create_namespaced_service_account_token(account, namespace, {"spec": {}})
+        admin = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
+        context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+        cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": account, "user": {"token": token.status.token}}],
+            "contexts": [
+                {"name": account, "context": {"cluster": cluster["name"], "user": account, "namespace": namespace}}
+            ],
+            "current-context": account,
+        }
+        path = tmp_path / f"{account}.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    allowed = asyncio.run(kubeconfig_for("runner-ok", bind=True))
+    denied = asyncio.run(kubeconfig_for("runner-none", bind=False))
+
+    async def ok(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        job, _ = await orch.submit(JobSpec(notebook=nb), "ada")
+        final = await orch.wait(job["id"])
+        assert final["status"] == "succeeded", final["error"]
+        texts = [e["output"]["text"] for e in await store.events(job["id"]) if e["type"] == "cell.output"]
+        assert texts == ["hello from a restricted account\n"]
+
+    async def refused(orch: Orchestrator, store: AsyncStore, backend: KubernetesBackend) -> None:
+        with pytest.raises(ValidationError) as info:
+            await orch.submit(JobSpec(notebook=nb), "ada")
+        assert "step 'hello' cannot run: this server may not create jobs" in str(info.value)
+        assert "docs/kubernetes.md" in str(info.value)
+        assert await store.list_jobs() == []
+
+    run(k8s_cluster, namespace, tmp_path / "a", ok, kubeconfig=allowed)
+    run(k8s_cluster, namespace, tmp_path / "b", refused, kubeconfig=denied)
