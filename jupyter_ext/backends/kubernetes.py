@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from .. import quantity
@@ -165,6 +166,12 @@ class KubernetesBackend(Backend):
     ttl_seconds_after_finished = Int(3600, help="Finished Jobs are deleted this long after they end.").tag(config=True)
     kubeconfig = Unicode(
         None, allow_none=True, help="kubeconfig file when not in a cluster (default: $KUBECONFIG, else ~/.kube/config)."
+    ).tag(config=True)
+    modify_pod_hook = AnyTrait(
+        None,
+        allow_none=True,
+        help="Callable (backend, launch, pod_template) -> pod_template or None (edit in place), may be "
+        "async; runs last on every step pod, like KubeSpawner's modify_pod_hook.",
     ).tag(config=True)
     preflight_checks = Bool(
         True,
@@ -381,9 +388,7 @@ class KubernetesBackend(Backend):
             parameters_file=str(params),
             python=self.python,
         )
-        manifest = make_job(launch, self.options(), command=command)
-        # Deleting a Job deletes its pods with their own grace period: make that our cancel grace.
-        manifest["spec"]["template"]["spec"].setdefault("terminationGracePeriodSeconds", int(self.cancel_grace))
+        manifest = await self.build_job(launch, command)
         name = manifest["metadata"]["name"]
         try:
             await self.batch.create_namespaced_job(self.namespace, manifest, _request_timeout=self.request_timeout)  # type: ignore[arg-type]
@@ -398,6 +403,20 @@ class KubernetesBackend(Backend):
             "step": launch.step,
             "started": time.time(),
         }
+
+    async def build_job(self, launch: StepLaunch, command: list[str]) -> dict[str, Any]:
+        """The Job manifest of an attempt, after the operator's `modify_pod_hook` (may be async)."""
+        manifest = make_job(launch, self.options(), command=command)
+        pod = manifest["spec"]["template"]
+        # Deleting a Job deletes its pods with their own grace period: make that our cancel grace.
+        pod["spec"].setdefault("terminationGracePeriodSeconds", int(self.cancel_grace))
+        if self.modify_pod_hook is not None:
+            result = self.modify_pod_hook(self, launch, pod)
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result is not None:
+                manifest["spec"]["template"] = result
+        return manifest
 
     def _pod(self, handle: dict[str, Any]) -> dict[str, Any] | None:
         assert self.pods is not None
