@@ -66,6 +66,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/core_latency.py
 	$(BIN)/python bench/steps_parallel.py
 	$(BIN)/python bench/remote_latency.py
+	scripts/k8s/build.sh && $(BIN)/python bench/k8s_scale.py --jobs 200
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension

@@ -185,7 +185,11 @@ class KubernetesBackend(Backend):
         self.api: Any = None
         self.pods: Reflector | None = None
         self.events_reflector: Reflector | None = None
+        self.jobs: Reflector | None = None
         self._outcomes: dict[str, Outcome] = {}
+        self._access_checked_until = 0.0
+        self._nodes_cache: tuple[float, list[dict[str, float]]] | None = None
+        self._preflight_lock = asyncio.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -215,11 +219,18 @@ class KubernetesBackend(Backend):
             timeout=self.request_timeout,
             field_selector="involvedObject.kind=Pod",
         )
+        self.jobs = Reflector(
+            self.batch.list_namespaced_job,
+            self.namespace,
+            timeout=self.request_timeout,
+            label_selector=label_selector(),
+        )
         self.pods.start(self.api)
         self.events_reflector.start(self.api)
+        self.jobs.start(self.api)
 
     async def stop(self) -> None:
-        for reflector in (self.pods, self.events_reflector):
+        for reflector in (self.pods, self.events_reflector, self.jobs):
             if reflector is not None:
                 await reflector.stop()
         if self.api is not None:
@@ -256,9 +267,12 @@ class KubernetesBackend(Backend):
             return
         await self.start()
         first = steps[0][0]
-        await self._preflight_access(first)
         needs = {name: resource_summary(res, self.gpu_resource, name) for name, res in steps}
-        await self._preflight_nodes(needs)
+        async with self._preflight_lock:  # concurrent submissions share one check
+            if time.monotonic() > self._access_checked_until:  # RBAC rarely changes: check every 5 minutes
+                await self._preflight_access(first)
+                self._access_checked_until = time.monotonic() + 300
+            await self._preflight_nodes(needs)
         await self._preflight_quotas(needs)
 
     async def _preflight_access(self, step: str) -> None:
@@ -291,13 +305,17 @@ class KubernetesBackend(Backend):
     async def _preflight_nodes(self, needs: dict[str, dict[str, Any]]) -> None:
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        try:
-            nodes = (await self.core.list_node(_request_timeout=self.request_timeout)).items
-        except ApiException as exc:
-            if exc.status == 403:
-                return  # may not list nodes (a user namespace): the scheduler will say it instead
-            raise
-        sizes = [self._allocatable(n.status.allocatable or {}) for n in nodes if not n.spec.unschedulable]
+        if self._nodes_cache is not None and time.monotonic() - self._nodes_cache[0] < 30:
+            sizes = self._nodes_cache[1]
+        else:
+            try:
+                nodes = (await self.core.list_node(_request_timeout=self.request_timeout)).items
+            except ApiException as exc:
+                if exc.status == 403:
+                    return  # may not list nodes (a user namespace): the scheduler will say it instead
+                raise
+            sizes = [self._allocatable(n.status.allocatable or {}) for n in nodes if not n.spec.unschedulable]
+            self._nodes_cache = (time.monotonic(), sizes)
         for step, need in needs.items():
             if any(all(size.get(k, 0) >= v for k, v in need.items() if k in size) for size in sizes):
                 continue
@@ -426,17 +444,9 @@ class KubernetesBackend(Backend):
         return None
 
     async def adopt(self, handle: dict[str, Any]) -> bool:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            await self.batch.read_namespaced_job(
-                handle["job_name"], handle["namespace"], _request_timeout=self.request_timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        assert self.jobs is not None
+        await self.jobs.first_list.wait()
+        return handle["job_name"] in self.jobs.objects
 
     async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
         assert self.pods is not None and self.events_reflector is not None
@@ -455,7 +465,7 @@ class KubernetesBackend(Backend):
                 await self.pods.wait_for(lambda: False, timeout=1.0)
             except asyncio.TimeoutError:
                 pass
-            if not await self.adopt(handle):
+            if not await self.adopt(handle):  # from the Jobs watch: no API call per job
                 self._outcomes[self._key(handle)] = Outcome(None, "the step's Job was deleted")
                 return
         # 2. Follow the log until the pod has ended and the log is drained.
@@ -614,7 +624,7 @@ class KubernetesBackend(Backend):
     def capacity(self) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
-            "watches": sum(r.watches_started for r in (self.pods, self.events_reflector) if r),
+            "watches": sum(r.watches_started for r in (self.pods, self.events_reflector, self.jobs) if r),
         }
 
 
