@@ -128,10 +128,12 @@ async def main() -> int:
             outputs += sum(1 for e in await store.events(job["id"]) if e["type"] == "cell.output")
         total = sum(calls.values())
         print(
-            f"{args.jobs} concurrent one-step jobs on KWOK nodes: {dict(statuses)} in {wall:.1f}s, {outputs} outputs stored"
+            f"{args.jobs} concurrent one-step jobs on KWOK nodes: {dict(statuses)} in {wall:.1f}s, "
+            f"{outputs} outputs stored"
         )
         print(
-            f"watch connections opened: {backend.capacity()['watches']} (Jobs, pods and Events of one namespace, whatever the number of jobs)"
+            f"watch connections opened: {backend.capacity()['watches']} "
+            "(Jobs, pods and Events of one namespace, whatever the number of jobs)"
         )
         print(f"API calls: {total} ({total / args.jobs:.1f} per job)")
         for key, count in calls.most_common():
