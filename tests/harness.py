@@ -45,3 +45,10 @@ def stdout(events: list[dict[str, Any]]) -> str:
 def span(events: list[dict[str, Any]]) -> tuple[float, float]:
     cells = [e["ts"] for e in events if e["type"] in ("cell.start", "cell.end")]
     return min(cells), max(cells)
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie has finished: only its parent's wait() remains)."""
+    from jupyter_ext.backends.local import _alive
+
+    return _alive(pid, None)

@@ -36,6 +36,33 @@ class StepLaunch:
     html: bool = True  # keep an HTML copy of the executed notebook (not for single cells)
 
 
+def runner_argv(
+    launch: StepLaunch,
+    *,
+    notebook: str,
+    attempt_dir: str,
+    workdir: str,
+    parameters_file: str | None = None,
+    python: str = "python",
+    events_stdout: bool = False,
+) -> list[str]:
+    """`python -m jupyter_ext.runner ...` for one attempt, as an argv (never a shell line).
+
+    With `events_stdout` the events go to stdout only (the pod log is the channel); otherwise
+    to `<attempt_dir>/events.jsonl`, which the local backend follows."""
+    argv = [python, "-m", "jupyter_ext.runner", "--notebook", notebook, "--attempt-dir", attempt_dir]
+    argv += ["--workdir", workdir, "--job", launch.job_id, "--step", launch.step, "--attempt", str(launch.attempt)]
+    if parameters_file is not None:
+        argv += ["--parameters-file", parameters_file]
+    if launch.kernel:
+        argv += ["--kernel", launch.kernel]
+    if not launch.html:
+        argv.append("--no-html")
+    if events_stdout:
+        argv += ["--events-stdout", "--no-events-file"]
+    return argv
+
+
 @dataclass
 class Outcome:
     """How an attempt ended, as far as the backend can tell."""

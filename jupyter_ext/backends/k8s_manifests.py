@@ -29,7 +29,7 @@ from typing import Any
 from .. import quantity
 from ..errors import ValidationError
 from ..models import Resources
-from .base import StepLaunch
+from .base import StepLaunch, runner_argv
 from .slugs import job_name, label_value
 
 MANAGED_BY = "jupyter-ext"
@@ -291,30 +291,15 @@ def runner_command(
     python: str = "python",
 ) -> list[str]:
     """The runner's argv inside the pod: events go to stdout only, since the pod log is the channel."""
-    argv = [
-        python,
-        "-m",
-        "jupyter_ext.runner",
-        "--notebook",
-        notebook,
-        "--attempt-dir",
-        attempt_dir,
-        "--workdir",
-        workdir,
-        "--job",
-        launch.job_id,
-        "--step",
-        launch.step,
-        "--attempt",
-        str(launch.attempt),
-    ]
-    if parameters_file is not None:
-        argv += ["--parameters-file", parameters_file]
-    if launch.kernel:
-        argv += ["--kernel", launch.kernel]
-    if not launch.html:
-        argv.append("--no-html")
-    return argv + ["--events-stdout", "--no-events-file"]
+    return runner_argv(
+        launch,
+        notebook=notebook,
+        attempt_dir=attempt_dir,
+        workdir=workdir,
+        parameters_file=parameters_file,
+        python=python,
+        events_stdout=True,
+    )
 
 
 # -- the objects ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from traitlets import Float, Int, List, Unicode, default
 from ..errors import BackendError, ValidationError
 from ..models import Resources
 from ..runner.emitter import parse_line
-from .base import Backend, Outcome, StepLaunch
+from .base import Backend, Outcome, StepLaunch, runner_argv
 
 _END = object()
 
@@ -288,30 +288,14 @@ class LocalBackend(Backend):
         return f"{launch.job_id}/{launch.step}/{launch.attempt}"
 
     def _command(self, launch: StepLaunch, params_file: Path) -> list[str]:
-        cmd = [
-            self.python,
-            "-m",
-            "jupyter_ext.runner",
-            "--notebook",
-            launch.notebook,
-            "--attempt-dir",
-            launch.attempt_dir,
-            "--workdir",
-            launch.workdir,
-            "--job",
-            launch.job_id,
-            "--step",
-            launch.step,
-            "--attempt",
-            str(launch.attempt),
-            "--parameters-file",
-            str(params_file),
-        ]
-        if launch.kernel:
-            cmd += ["--kernel", launch.kernel]
-        if not launch.html:
-            cmd.append("--no-html")
-        return cmd
+        return runner_argv(
+            launch,
+            notebook=launch.notebook,
+            attempt_dir=launch.attempt_dir,
+            workdir=launch.workdir,
+            parameters_file=str(params_file),
+            python=self.python,
+        )
 
     async def submit(self, launch: StepLaunch) -> dict[str, Any]:
         key = self._key(launch)

@@ -14,6 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from jupyter_ext.models import Event
 from tests.conftest import check_response
+from tests.harness import process_alive
 
 pytestmark = pytest.mark.slow
 
@@ -143,25 +144,17 @@ async def test_cancel_stops_the_process(api: Any, data_dir: Path) -> None:
     final = await api.wait(job["id"])
     assert final["status"] == "cancelled" and final["steps"][0]["status"] == "cancelled"
     deadline = time.time() + 10
-    while time.time() < deadline and _alive(pid):  # noqa: ASYNC110 - not our child; nothing to await
+    while time.time() < deadline and process_alive(pid):  # noqa: ASYNC110 - not our child; nothing to await
         await asyncio.sleep(0.1)
-    assert not _alive(pid), "the runner process must be gone"
+    assert not process_alive(pid), "the runner process must be gone"
     kernel_pid = int((data_dir / "jobs" / job["id"] / "steps" / "main" / "attempt-1" / "kernel.pid").read_text())
-    while time.time() < deadline and _alive(kernel_pid):  # noqa: ASYNC110
+    while time.time() < deadline and process_alive(kernel_pid):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    assert not _alive(kernel_pid), "the kernel must be gone too"
+    assert not process_alive(kernel_pid), "the kernel must be gone too"
     events = (await api.call("GET", "jobs", job["id"], "events"))["events"]
     assert events[-1]["type"] == "job.end" and events[-1]["status"] == "cancelled"
     again = await api.call("POST", "jobs", job["id"], "cancel")
     assert again["status"] == "cancelled", "cancelling a finished job changes nothing"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 async def test_delete(api: Any, data_dir: Path) -> None:

@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.harness import process_alive
+
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _kernel_count(job_dir: Path) -> int:
@@ -38,18 +32,18 @@ def test_server_killed_mid_job_resumes_without_gap_or_duplicate(server: Any, fin
     else:
         raise AssertionError("the job produced no output")
     pid = next(e["pid"] for e in events if e["type"] == "step.start")
-    assert _alive(pid)
+    assert process_alive(pid)
 
     server.kill()
     if finish_while_down:
-        while _alive(pid):  # the step ends while nobody is listening
+        while process_alive(pid):  # the step ends while nobody is listening
             time.sleep(0.2)
     else:
         time.sleep(1.0)  # the runner keeps writing events while the server is down
-        assert _alive(pid), "the step survives the server"
+        assert process_alive(pid), "the step survives the server"
     server.start()
     if not finish_while_down:
-        assert _alive(pid), "adopted, not started again"
+        assert process_alive(pid), "adopted, not started again"
 
     deadline = time.time() + 60
     while time.time() < deadline:
