@@ -46,9 +46,14 @@ class JupyterExt(ExtensionApp):
     load_other_extensions = True
 
     backend = Unicode(
-        "local",
-        help="Backend used when a job does not name one: 'local' (processes on this machine) or 'kubernetes'.",
+        help="Backend used when a job does not name one: 'local' (processes on this machine) or 'kubernetes' "
+        "(default: $JUPYTER_EXT_BACKEND, which jupyter_ext.hub sets in users' pods, else 'local'). "
+        "It is always enabled.",
     ).tag(config=True)
+
+    @default("backend")
+    def _default_backend(self) -> str:
+        return os.environ.get("JUPYTER_EXT_BACKEND") or "local"
 
     data_dir = Unicode(
         help="Folder for the job database, step notebooks, event files and artifacts "

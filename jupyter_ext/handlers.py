@@ -57,6 +57,7 @@ def job_view(job: dict[str, Any]) -> dict[str, Any]:
             finished=iso(s["finished"]),
             exit_code=s["exit_code"],
             error=s["error"],
+            reused_from=s["spec"].get("reused_from"),
         )
         for s in job["steps"]
     ]
@@ -309,6 +310,81 @@ class ArtifactHandler(_Base):
         self.finish()
 
 
+class PlanHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """How a notebook would run, without storing anything: its steps with their cells and
+        resources, its parameters, and the problems that would refuse it (as `error`)."""
+        data = self.body()
+        if not isinstance(data, dict):
+            raise ValidationError("the request body must be a JSON object such as {\"notebook\": \"a.ipynb\"}")
+        unknown = sorted(set(data) - {"notebook", "backend"})
+        if unknown:
+            raise ValidationError(
+                f"{unknown[0]}: unknown field; send 'notebook' and optionally 'backend'", field=unknown[0]
+            )
+        relative = data.get("notebook")
+        if not isinstance(relative, str) or not relative.endswith(".ipynb"):
+            raise ValidationError(
+                "notebook: give the path of a notebook under the server root, e.g. 'examples/train.ipynb'",
+                field="notebook",
+            )
+        orchestrator = self.ext.orchestrator
+        backend_name = data.get("backend") or orchestrator.default_backend
+        if backend_name not in orchestrator.backends:
+            known = ", ".join(sorted(orchestrator.backends))
+            raise ValidationError(
+                f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend"
+            )
+        self.finish(await asyncio.to_thread(_plan_view, orchestrator, relative, backend_name))
+
+
+def _plan_view(orchestrator: Any, relative: str, backend_name: str) -> dict[str, Any]:
+    """The body of `POST plan` (runs in a thread: it reads and parses the notebook)."""
+    import nbformat
+
+    from .notebook import plan_notebook
+    from .notebook.parameters import notebook_parameters
+
+    path = orchestrator.resolve_notebook(relative)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
+        raise ValidationError(f"notebook: {relative!r} is not a valid notebook: {exc}", field="notebook") from None
+    ids = [cell.get("id") for cell in nb.cells]
+    body: dict[str, Any] = {
+        "notebook": relative,
+        "backend": backend_name,
+        "steps": [],
+        "parameters": notebook_parameters(nb),
+        "warnings": [],
+        "single": False,
+        "error": None,
+    }
+    try:
+        plan = plan_notebook(nb)
+        for planned in plan.steps:
+            orchestrator.backends[backend_name].check(planned.name, planned.resources)
+    except JupyterExtError as exc:
+        body["error"] = exc.to_dict()
+        return body
+    body["single"] = plan.single
+    body["warnings"] = plan.warnings
+    body["steps"] = [
+        {
+            "name": s.name,
+            "after": list(s.after),
+            "cells": [{"index": i, "id": ids[i]} for i in s.cells],
+            "resources": s.resources.model_dump(),
+            "timeout": s.timeout,
+            "retries": s.retries,
+        }
+        for s in plan.steps
+    ]
+    return body
+
+
 class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     """Events with seq > after, then live ones as they are stored; closes after `job.end`."""
 
@@ -389,6 +465,7 @@ _JOB = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
 handlers: list[tuple[str, type]] = [
     (rf"{API}/info", InfoHandler),
     (rf"{API}/jobs", JobsHandler),
+    (rf"{API}/plan", PlanHandler),
     (rf"{API}/uploads", UploadHandler),
     (rf"{API}/jobs/{_JOB}", JobHandler),
     (rf"{API}/jobs/{_JOB}/cancel", CancelHandler),

@@ -214,6 +214,9 @@ class Step(BaseModel):
     finished: str | None = None
     exit_code: int | None = None
     error: dict[str, Any] | None = None
+    reused_from: dict[str, Any] | None = Field(
+        None, description="On a re-run: {job, attempt} of the earlier job whose result this step reuses"
+    )
 
 
 class Job(BaseModel):

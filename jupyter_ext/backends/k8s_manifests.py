@@ -45,6 +45,8 @@ SHM_DIR = "/dev/shm"  # noqa: S108 - a path inside the step's container, not a t
 SHM_VOLUME = "jupyter-ext-shm"
 INPUTS_VOLUME = "jupyter-ext-inputs"
 SCRATCH_VOLUME = "jupyter-ext-attempt"
+HOME_VOLUME = "jupyter-ext-home"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 # ConfigMaps hold at most 1 MiB (data + binaryData, raw bytes); keep room for keys and metadata.
 MAX_INPUTS_BYTES = 900 * 1024
 # Where the operator points large inputs instead; named in the error message.
@@ -93,6 +95,12 @@ class JobOptions:
     extra_pod_config: dict[str, Any] = _opt({}, "Deep-merged into the pod spec last (dicts merge, lists replace).")
     extra_container_config: dict[str, Any] = _opt({}, "Deep-merged into the step container last, likewise.")
     user: str = _opt("", "User named in labels when a launch names none (e.g. this server's hub user).")
+    home_claim: str | None = _opt(None, "PersistentVolumeClaim of the user's home, mounted into every step pod.")
+    home_mount: str = _opt("/home/jovyan", "Where the home claim is mounted: the same path as in the user's pod.")
+    home_read_write_once: bool = _opt(False, "The home claim is ReadWriteOnce: step pods must run on the user's node.")
+    home_pod_labels: dict[str, str] = _opt({}, "Labels of the user's pod; step pods require affinity to its node.")
+    home_pod_namespace: str | None = _opt(None, "Namespace of the user's pod, when not the jobs' namespace.")
+    home_node: str | None = _opt(None, "The user's node, when its pod's labels are unknown (node affinity).")
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -336,6 +344,9 @@ def make_job(
         mounts.append({"name": INPUTS_VOLUME, "mountPath": INPUTS_DIR, "readOnly": True})
     volumes.append({"name": SCRATCH_VOLUME, "emptyDir": {}})
     mounts.append({"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR})
+    if opts.home_claim:
+        volumes.append({"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": opts.home_claim}})
+        mounts.append({"name": HOME_VOLUME, "mountPath": opts.home_mount})
     volumes += copy.deepcopy(opts.extra_volumes)
     mounts += copy.deepcopy(opts.extra_volume_mounts)
 
@@ -385,8 +396,11 @@ def make_job(
     tolerations = [*opts.tolerations, *(opts.gpu_tolerations if wants_gpu else [])]
     if tolerations:
         pod["tolerations"] = copy.deepcopy(tolerations)
+    affinity = home_affinity(opts, launch.step)
     if opts.affinity:
-        pod["affinity"] = copy.deepcopy(opts.affinity)
+        affinity = deep_merge(affinity, opts.affinity) if affinity else copy.deepcopy(opts.affinity)
+    if affinity:
+        pod["affinity"] = affinity
     pod = deep_merge(pod, opts.extra_pod_config)
 
     job_labels = pod_labels(launch, opts)
@@ -408,6 +422,39 @@ def make_job(
     }
 
 
+def home_affinity(opts: JobOptions, step: str = "") -> dict[str, Any]:
+    """Affinity that puts a step pod on the user's node, when it mounts a ReadWriteOnce home claim.
+
+    A ReadWriteOnce volume attaches to one node at a time, so the step must run where the
+    user's pod runs: required pod affinity to that pod (its labels, topology
+    ``kubernetes.io/hostname``), else required node affinity to the node by name. Neither
+    known is an error naming the step and the settings, since the pod would never start.
+    """
+    if not (opts.home_claim and opts.home_read_write_once):
+        return {}
+    if opts.home_pod_labels:
+        term: dict[str, Any] = {
+            "labelSelector": {"matchLabels": dict(opts.home_pod_labels)},
+            "topologyKey": HOSTNAME_TOPOLOGY,
+        }
+        if opts.home_pod_namespace and opts.home_pod_namespace != opts.namespace:
+            term["namespaces"] = [opts.home_pod_namespace]
+        return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    if opts.home_node:
+        match = {"key": "metadata.name", "operator": "In", "values": [opts.home_node]}
+        return {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [match]}]}
+            }
+        }
+    raise ValidationError(
+        f"step {step!r} mounts the ReadWriteOnce home claim {opts.home_claim!r} but the node of your server "
+        "is unknown; set c.KubernetesBackend.user_pod_labels (or home_read_write_once = False)",
+        step=step or None,
+        field="home_claim",
+    )
+
+
 def _human_bytes(n: int) -> str:
     return f"{n / _MI:.1f} MiB" if n >= _MI else f"{math.ceil(n / 1024)} KiB"
 
@@ -421,23 +468,30 @@ def make_inputs_configmap(
     namespace: str | None = None,
     labels: Mapping[str, str] | None = None,
     step: str | None = None,
+    max_bytes: int = MAX_INPUTS_BYTES,
 ) -> dict[str, Any]:
     """An immutable ConfigMap carrying a step's input files (mounted at `INPUTS_DIR` by the Job).
 
     With `owner_uid` (the created Job's metadata.uid) it is owned by the Job, so Kubernetes
-    deletes it with the Job. Raises ValidationError when the files exceed `MAX_INPUTS_BYTES`.
+    deletes it with the Job. Raises ValidationError when the files exceed `max_bytes` (at most
+    `MAX_INPUTS_BYTES`).
     """
+    max_bytes = min(max_bytes, MAX_INPUTS_BYTES)
     for key in files:
         if not _CONFIGMAP_KEY.fullmatch(key):
             raise ValueError(f"{key!r} is not a ConfigMap key: use letters, digits, '-', '_' and '.'")
     total = sum(len(data) for data in files.values())
-    if total > MAX_INPUTS_BYTES:
+    if total > max_bytes:
         who = f"step {step!r}" if step else "the step"
+        limit = (
+            f"the {_human_bytes(max_bytes)} a Kubernetes ConfigMap can carry"
+            if max_bytes == MAX_INPUTS_BYTES
+            else f"the {_human_bytes(max_bytes)} allowed in a ConfigMap (c.KubernetesBackend.configmap_max_bytes)"
+        )
         raise ValidationError(
             f"the inputs of {who} (its notebook, parameters and hand-off variables) come to "
-            f"{_human_bytes(total)}, more than the {_human_bytes(MAX_INPUTS_BYTES)} a Kubernetes ConfigMap "
-            f"can carry; configure an artifact store ({ARTIFACT_STORE_SETTING}) so large inputs travel "
-            "through it, or hand smaller variables to this step",
+            f"{_human_bytes(total)}, more than {limit}; configure an artifact store "
+            f"({ARTIFACT_STORE_SETTING}) so large inputs travel through it, or hand smaller variables to this step",
             step=step,
             field="inputs",
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from . import transfer
 from .emitter import Emitter
 
 mimetypes.add_type("application/x-ipynb+json", ".ipynb")
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
+        transfer.fetch_inputs()  # from the artifact store, when the backend put the inputs there
         nb = nbformat.read(args.notebook, as_version=4)
         parameters: dict[str, Any] = {}
         if args.parameters_file:
@@ -207,6 +209,13 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
             html.write(executed, artifacts_dir / EXECUTED_HTML)
         except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience, never fatal
             emitter.emit("log", stream="stderr", text=f"could not write the HTML copy: {exc}\n")
+    try:  # before the artifact events, so each artifact is on the server when its event arrives
+        transfer.ship_outputs(emitter, artifacts_dir)
+    except Exception as exc:  # noqa: BLE001 - the step's own status stands; say what was not sent back
+        emitter.emit("log", stream="stderr", text=f"jupyter-ext: could not send the step's outputs back: {exc!r}\n")
+        if status == "succeeded":
+            status, code = "failed", 2
+            error = {"message": f"the step's outputs could not be sent back: {exc!r}"}
     collect_artifacts(artifacts_dir, emitter, saved)
     emitter.emit("step.end", status=status, exit_code=code, error=error, duration=round(time.time() - started, 3))
     emitter.close()

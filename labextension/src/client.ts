@@ -13,7 +13,8 @@ import type {
   IEventStream,
   IInfo,
   IJob,
-  IJobSpec
+  IJobSpec,
+  IPlan
 } from './tokens';
 
 /** The API's path under the server's base URL. */
@@ -211,6 +212,35 @@ export class JupyterExtClient {
         socket?.close();
       }
     };
+  }
+
+  /**
+   * The bytes of one artifact, fetched with the server's auth (token header, XSRF cookie), so
+   * a page can show or save it through an object URL.
+   */
+  async artifactBlob(id: string, name: string): Promise<Blob> {
+    const response = await this.makeRequest(this.artifactUrl(id, name), {}, this.settings);
+    if (!response.ok) {
+      const text = await response.text();
+      let body: IApiErrorBody = {};
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { message: text };
+      }
+      const message = body?.message || `${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, message, body);
+    }
+    return response.blob();
+  }
+
+  /** How a notebook would run on `backend` (steps, cells, parameters, problems); stores nothing. */
+  plan(notebook: string, backend?: string | null): Promise<IPlan> {
+    return this.request<IPlan>('plan', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(backend ? { notebook, backend } : { notebook })
+    });
   }
 }
 

@@ -5,6 +5,8 @@ import { ServerConnection } from '@jupyterlab/services';
 import { listIcon } from '@jupyterlab/ui-components';
 import { JupyterExtClient } from './client';
 import { jobStatusFactory } from './jobstatus';
+import { activateJobViews } from './jobplugin';
+import { notebookRunPlugin } from './notebookrun';
 import { JobsPanel } from './panel';
 
 /** Command ids. */
@@ -39,9 +41,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => panel.refresh()
     });
     palette?.addItem({ command: CommandIDs.refreshJobs, category: 'Jobs' });
+    // Clicking a job in the panel opens its view (command `jupyter-ext:open-job`, args {id}).
+    activateJobViews(app, client, panel);
     // The %%remote status line (with a Cancel button that works while the kernel is busy).
     rendermime?.addFactory(jobStatusFactory(job => client.cancel(job)));
   }
 };
 
-export default plugin;
+/**
+ * Every plugin of the extension. Each feature appends its own plugin here (one list, so
+ * JupyterLab loads them all from this module's default export).
+ */
+const plugins: JupyterFrontEndPlugin<any>[] = [plugin, notebookRunPlugin];
+
+export default plugins;

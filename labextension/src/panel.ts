@@ -1,11 +1,18 @@
 /**
- * The Jobs side panel: your jobs with their status, steps and durations, and Cancel.
+ * The Jobs side panel: your jobs with their status, per-step progress, durations and backend,
+ * and Cancel. Running jobs are followed over their event streams, so progress moves as cells
+ * finish; the list itself is fetched again every few seconds while the panel is in sight.
+ * Clicking a job opens its job view.
  */
 
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
-import { IJob, Status, TERMINAL } from './tokens';
+import { ProgressTracker, STATUS_EVENTS, stepFraction } from './jobstate';
+import { IEventStream, IJob, IStep, Status, TERMINAL } from './tokens';
+
+/** At most this many running jobs are followed live at once (one WebSocket each). */
+export const MAX_FOLLOWED = 10;
 
 /** How long a job has run (so far, while it runs): `42s`, `2m05s`, `1h02m`. */
 export function duration(
@@ -25,7 +32,8 @@ export function duration(
     : `${seconds}s`;
 }
 
-function badge(status: Status, text: string = status.replace('_', ' ')): HTMLElement {
+/** A coloured status label (`jp-ext-Badge`, colour by `data-status`). */
+export function statusBadge(status: Status, text: string = status.replace('_', ' ')): HTMLElement {
   const el = document.createElement('span');
   el.className = 'jp-ext-Badge';
   el.dataset.status = status;
@@ -34,6 +42,37 @@ function badge(status: Status, text: string = status.replace('_', ' ')): HTMLEle
     el.title = `${text}: ${status.replace('_', ' ')}`;
   }
   return el;
+}
+
+/**
+ * A step's progress bar: full once it succeeded, by cells done while it runs. `data-status`
+ * colours it; the text alternative says the same in words.
+ */
+export function progressBar(
+  step: Pick<IStep, 'name' | 'status' | 'cells'>,
+  fraction: number,
+  cellsDone: number
+): HTMLElement {
+  const bar = document.createElement('span');
+  bar.className = 'jp-ext-Progress';
+  bar.dataset.status = step.status;
+  bar.setAttribute('role', 'progressbar');
+  bar.setAttribute('aria-valuemin', '0');
+  bar.setAttribute('aria-valuemax', '100');
+  const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+  bar.setAttribute('aria-valuenow', String(percent));
+  const cells = step.cells.length
+    ? `, ${Math.min(cellsDone, step.cells.length)}/${step.cells.length} cells`
+    : '';
+  bar.setAttribute('aria-label', `Step ${step.name}: ${step.status.replace('_', ' ')}${cells}`);
+  bar.title = `${step.name}: ${step.status.replace('_', ' ')}${cells}`;
+  const fill = document.createElement('span');
+  fill.className = 'jp-ext-Progress-fill';
+  // Finished steps that did not succeed show a full bar in their colour: where it ended.
+  const shown = TERMINAL.has(step.status) && step.status !== 'succeeded' ? 100 : percent;
+  fill.style.width = `${shown}%`;
+  bar.appendChild(fill);
+  return bar;
 }
 
 function button(label: string, focusKey: string, onclick: () => void): HTMLButtonElement {
@@ -54,13 +93,18 @@ export class JobsPanel extends Widget {
   private actionError = '';
   private pending: Promise<void> | null = null;
   private readonly changed = new Signal<this, readonly IJob[]>(this);
+  private readonly activated = new Signal<this, IJob>(this);
+  private readonly followed = new Map<string, { stream: IEventStream; tracker: ProgressTracker }>();
+  private renderTimer: ReturnType<typeof setTimeout> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly client: JupyterExtClient,
     private readonly refreshMs = 3000
   ) {
     super();
-    this.id = 'jupyter-ext-jobs';
+    this.id = 'jupyter-ext-jobs-panel';
+    this.node.dataset.testid = 'jupyter-ext-jobs-panel';
     this.addClass('jp-ext-JobsPanel');
     this.title.caption = 'Jobs';
     this.title.label = 'Jobs';
@@ -75,6 +119,16 @@ export class JobsPanel extends Widget {
   /** Emitted with the new list after every successful refresh. */
   get jobsChanged(): ISignal<this, readonly IJob[]> {
     return this.changed;
+  }
+
+  /** Emitted with a job when the user opens it (a click on its row, or Enter). */
+  get jobActivated(): ISignal<this, IJob> {
+    return this.activated;
+  }
+
+  /** Ids of the running jobs followed live now. */
+  get following(): string[] {
+    return [...this.followed.keys()];
   }
 
   /** Fetch the list again; concurrent calls share one request. */
@@ -95,6 +149,7 @@ export class JobsPanel extends Widget {
     } catch (error: any) {
       this.listError = `Could not list jobs: ${String(error?.message ?? error)}`;
     }
+    this.follow();
     if (!this.isDisposed) {
       this.render();
     }
@@ -130,13 +185,85 @@ export class JobsPanel extends Widget {
 
   dispose(): void {
     this.stopPolling();
+    for (const timer of [this.renderTimer, this.refreshTimer]) {
+      if (timer !== null) {
+        clearTimeout(timer);
+      }
+    }
     super.dispose();
+  }
+
+  /**
+   * Follow the running jobs' event streams (the newest MAX_FOLLOWED of them): cell ends move
+   * the progress bars, status events fetch the list again. Streams of jobs that ended or
+   * left the list are closed.
+   */
+  private follow(): void {
+    if (this.isDisposed || this.timer === null) {
+      return; // not in sight: nothing to follow
+    }
+    const wanted = new Set(
+      this.jobs
+        .filter(j => !TERMINAL.has(j.status))
+        .slice(0, MAX_FOLLOWED)
+        .map(j => j.id)
+    );
+    for (const [id, { stream }] of this.followed) {
+      if (!wanted.has(id)) {
+        stream.dispose();
+        this.followed.delete(id);
+      }
+    }
+    for (const id of wanted) {
+      if (this.followed.has(id)) {
+        continue;
+      }
+      const tracker = new ProgressTracker();
+      const stream = this.client.streamEvents(id, 0, event => {
+        tracker.add(event);
+        if (STATUS_EVENTS.has(event.type)) {
+          this.refreshSoon();
+        } else if (event.type === 'cell.end') {
+          this.renderSoon();
+        }
+      });
+      this.followed.set(id, { stream, tracker });
+    }
+  }
+
+  private unfollow(): void {
+    for (const { stream } of this.followed.values()) {
+      stream.dispose();
+    }
+    this.followed.clear();
+  }
+
+  private renderSoon(): void {
+    if (this.renderTimer === null) {
+      this.renderTimer = setTimeout(() => {
+        this.renderTimer = null;
+        if (!this.isDisposed) {
+          this.render();
+        }
+      }, 150);
+    }
+  }
+
+  private refreshSoon(): void {
+    if (this.refreshTimer === null) {
+      this.refreshTimer = setTimeout(() => {
+        this.refreshTimer = null;
+        if (!this.isDisposed) {
+          void this.refresh();
+        }
+      }, 150);
+    }
   }
 
   private startPolling(): void {
     if (this.timer === null && this.isVisible) {
-      void this.refresh();
       this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+      void this.refresh();
     }
   }
 
@@ -145,6 +272,7 @@ export class JobsPanel extends Widget {
       clearInterval(this.timer);
       this.timer = null;
     }
+    this.unfollow();
   }
 
   /** Draw the list from the last answer (and the last errors, if any). */
@@ -195,14 +323,25 @@ export class JobsPanel extends Widget {
     const item = document.createElement('li');
     item.className = 'jp-ext-Job';
     item.dataset.jobId = job.id;
+    item.dataset.testid = 'jupyter-ext-job-row';
+    item.dataset.job = job.id;
+    item.dataset.status = job.status;
+    // The whole row opens the job; its buttons do their own thing.
+    item.onclick = (event: MouseEvent) => {
+      if (!(event.target as HTMLElement).closest('button:not(.jp-ext-Job-open)')) {
+        this.activated.emit(job);
+      }
+    };
     const title = document.createElement('div');
     title.className = 'jp-ext-Job-title';
-    const name = document.createElement('span');
-    name.className = 'jp-ext-Job-name';
+    const name = document.createElement('button');
+    name.type = 'button';
+    name.className = 'jp-ext-Job-open';
     name.textContent = job.name;
-    name.title = `${job.notebook} (${job.id})`;
+    name.title = `Open job ${job.name}: ${job.notebook} (${job.id})`;
+    name.dataset.focusKey = `open:${job.id}`;
     title.appendChild(name);
-    title.appendChild(badge(job.status));
+    title.appendChild(statusBadge(job.status));
     if (!TERMINAL.has(job.status)) {
       const cancel = button('Cancel', `cancel:${job.id}`, () => {
         cancel.disabled = true;
@@ -225,12 +364,13 @@ export class JobsPanel extends Widget {
       meta.appendChild(document.createTextNode(` · ${took}`));
     }
     item.appendChild(meta);
-    if (job.steps.length > 1) {
+    if (job.steps.length) {
+      const tracker = this.followed.get(job.id)?.tracker;
       const steps = document.createElement('div');
       steps.className = 'jp-ext-Job-steps';
       steps.setAttribute('aria-label', 'Steps');
       for (const step of job.steps) {
-        steps.appendChild(badge(step.status, step.name));
+        steps.appendChild(this.renderStep(step, tracker?.cellsDone(step.name, step.cells) ?? 0));
       }
       item.appendChild(steps);
     }
@@ -241,5 +381,24 @@ export class JobsPanel extends Widget {
       item.appendChild(err);
     }
     return item;
+  }
+
+  /** One step of a job: name, progress bar, duration. */
+  private renderStep(step: IStep, cellsDone: number): HTMLElement {
+    const row = document.createElement('div');
+    row.className = 'jp-ext-StepProgress';
+    row.dataset.testid = 'jupyter-ext-step-progress';
+    row.dataset.step = step.name;
+    row.dataset.status = step.status;
+    const name = document.createElement('span');
+    name.className = 'jp-ext-StepProgress-name';
+    name.textContent = step.name;
+    row.appendChild(name);
+    row.appendChild(progressBar(step, stepFraction(step, cellsDone), cellsDone));
+    const took = document.createElement('span');
+    took.className = 'jp-ext-StepProgress-duration';
+    took.textContent = duration(step);
+    row.appendChild(took);
+    return row;
   }
 }

@@ -110,3 +110,49 @@ export interface IEventStream extends IDisposable {
   /** The seq of the last event delivered: where a reconnect resumes. */
   readonly lastSeq: number;
 }
+
+/** A re-run: the same notebook, optionally from one step on, reusing `rerun_of`'s earlier steps. */
+export interface IRerunSpec extends IJobSpec {
+  /** Re-run this step and everything after it. */
+  from_step?: string;
+  /** The job whose results the steps before `from_step` reuse. */
+  rerun_of?: string;
+}
+
+/** One step of `POST plan`: what would run, where in the notebook, with what. */
+export interface IPlannedStep {
+  name: string;
+  after: string[];
+  cells: { index: number; id: string | null }[];
+  resources: IResources;
+  timeout: number | null;
+  retries: number;
+}
+
+/** One parameter of the notebook's parameters cell (`value` holds the default when `literal`). */
+export interface IParameter {
+  name: string;
+  value: any;
+  literal: boolean;
+  default: string;
+  type: string;
+  help: string;
+  cell: number;
+}
+
+/** `POST plan`: the steps and parameters of a notebook, or why it would be refused (`error`). */
+export interface IPlan {
+  notebook: string;
+  backend: string;
+  steps: IPlannedStep[];
+  parameters: IParameter[];
+  warnings: { cell?: number | null; step?: string | null; message: string }[];
+  single: boolean;
+  error: IApiErrorBody | null;
+}
+
+/** Declaration merging: what a re-run's steps say about where their results come from. */
+export interface IStep {
+  /** Set on a step a re-run did not run again: the earlier job (and attempt) it reuses. */
+  reused_from?: { job: string; attempt: number } | null;
+}

@@ -9,6 +9,7 @@
 #   scripts/k8s/cluster.sh smoke   the acceptance checks (Job on the GPU node, FailedScheduling,
 #                                  kubectl logs [-f] through KWOK's Logs CRD, process-kubelet node)
 #   scripts/k8s/cluster.sh restart-kwok   restart kwok-controller only (ends all log streams)
+#   scripts/k8s/cluster.sh restart-apiserver   restart kube-apiserver only (drops every watch)
 #
 # Everything listens on 127.0.0.1 only (random free ports). State (etcd data, pki, component
 # logs, kubeconfig) lives in $JUPYTER_EXT_K8S_STATE (default ~/.cache/jupyter-ext/k8s/state);
@@ -169,6 +170,8 @@ cmd_up() {
         --kwok-controller-binary "$BIN/kwok" \
         --etcd-binary "$BIN/etcd" \
         --enable-crds Logs,ClusterLogs \
+        --extra-args kube-controller-manager=leader-elect=false \
+        --extra-args kube-scheduler=leader-elect=false \
         --kubeconfig "$KUBECONFIG_OUT" \
         --timeout 180s --wait 120s >&2
       log "control plane up in $(($(date +%s) - t0))s"
@@ -212,6 +215,26 @@ cmd_restart_kwok() {
   kc -n kube-node-lease delete lease --all >&2
   "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
   log "kwok-controller restarted (pid $(cat "$pidf"))"
+}
+
+cmd_restart_apiserver() {
+  # Restart only kube-apiserver (etcd keeps the state): every watch and log stream of every
+  # client drops, and the server is away for several seconds. Clients must re-list/re-watch.
+  # (The controller-manager and scheduler run with --leader-elect=false: with leader election
+  # they exit with "leaderelection lost" when the apiserver is away longer than their 10 s
+  # renew deadline, and nothing would restart them.)
+  local pidf="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pids/kube-apiserver.pid" pid i
+  sanitize_pids
+  if [[ -f "$pidf" ]]; then
+    pid=$(cat "$pidf")
+    kill "$pid"
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$pidf"
+  fi
+  "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
+  for i in $(seq 1 100); do kc get --raw /readyz >/dev/null 2>&1 && break; sleep 0.2; done
+  kc get --raw /readyz >/dev/null
+  log "kube-apiserver restarted (pid $(cat "$pidf"))"
 }
 
 cmd_env() {
@@ -391,5 +414,6 @@ case "${1:-}" in
   status) cmd_status ;;
   smoke) cmd_smoke ;;
   restart-kwok) cmd_restart_kwok ;;
-  *) echo "usage: $0 up|down|env|status|smoke|restart-kwok" >&2; exit 2 ;;
+  restart-apiserver) cmd_restart_apiserver ;;
+  *) echo "usage: $0 up|down|env|status|smoke|restart-kwok|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -25,6 +25,13 @@ Emulation contract (what the tests, and the backend under test, may rely on):
 - Status: Pending (waiting ContainerCreating) -> Running -> Succeeded/Failed with
   terminated {exitCode, reason Completed|Error|OOMKilled|StartError}. OOMKilled = the process
   itself ended with 137 (exit(137) or an unexpected SIGKILL); our own kills give Error.
+  Status patches are retried while the apiserver is away (restarted by a test).
+- Images: none are pulled, but an image whose registry host ends in `.invalid` (a reserved
+  TLD: no registry can have it) fails to "pull" like a kubelet reports it: waiting
+  ErrImagePull, then ImagePullBackOff, alternating every PULL_RETRY seconds until deletion.
+- restartPolicy OnFailure: a container that exits non-zero is started again (restartCount
+  + 1) after RESTART_DELAY seconds; its log goes to a new file and the old one is served
+  as the previous container's log (`previousLogsFile`, i.e. `kubectl logs --previous`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -54,6 +62,8 @@ SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 MAX_LINE = 16 * 1024  # containerd's CRI logger emits longer lines as P pieces of this size
 ROOT_ENV = "JUPYTER_EXT_TEST_ROOT"
 TERMINAL = ("Succeeded", "Failed")
+PULL_RETRY = 1.0
+RESTART_DELAY = 0.5
 Json = dict[str, Any]
 
 
@@ -104,6 +114,8 @@ class PodRunner:
         self.deleting = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.killed = False
+        self.restarts = 0
+        self.last_state: Json = {}
         self.started_at = ""
         self.ip = kubelet.next_ip()
         self.update(pod)
@@ -147,6 +159,11 @@ class PodRunner:
 
     async def _start(self) -> None:
         await self._status("Pending", {"waiting": {"reason": "ContainerCreating"}}, startTime=now(), hostIP="127.0.0.1")
+        image = str(self.container.get("image", ""))
+        host = image.split("/", 1)[0] if "/" in image else ""
+        if host.split(":", 1)[0].endswith(".invalid"):
+            await self._fail_pull(image, host)
+            return
         reported = ""
         while True:  # like a kubelet, retry until the ConfigMap/Secret appears or the pod is deleted
             try:
@@ -161,41 +178,69 @@ class PodRunner:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.deleting.wait(), 1)
                     return
-        log_path = self.dir / f"{self.container['name']}.log"
-        log_path.touch()
-        await self._logs_object(log_path)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+        previous: Path | None = None
+        while True:
+            suffix = f"-{self.restarts}" if self.restarts else ""
+            log_path = self.dir / f"{self.container['name']}{suffix}.log"
+            log_path.touch()
+            await self._logs_object(log_path, previous)
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                await self._finish(128, "StartError", message=f"failed to start {argv[0]!r}: {e}")
+                return
+            self.started_at = now()
+            ip = self.ip
+            await self._status(
+                "Running", {"running": {"startedAt": self.started_at}}, ready=True, podIP=ip, podIPs=[{"ip": ip}]
             )
-        except OSError as e:
-            await self._finish(128, "StartError", message=f"failed to start {argv[0]!r}: {e}")
-            return
-        self.started_at = now()
-        ip = self.ip
-        await self._status(
-            "Running", {"running": {"startedAt": self.started_at}}, ready=True, podIP=ip, podIPs=[{"ip": ip}]
-        )
-        with log_path.open("ab", buffering=0) as out:
-            assert self.proc.stdout and self.proc.stderr
-            pumps = [
-                asyncio.create_task(self._pump(s, n, out))
-                for s, n in ((self.proc.stdout, b"stdout"), (self.proc.stderr, b"stderr"))
-            ]
-            pod_reason = await self._supervise()
-            await asyncio.wait(pumps, timeout=5)  # a leftover grandchild may hold a pipe open
-            for p in pumps:
-                p.cancel()
-        code = self.proc.returncode or 0
-        code = 128 - code if code < 0 else code
-        reason = "Completed" if code == 0 else "OOMKilled" if code == 137 and not self.killed else "Error"
-        await self._finish(code, reason, pod_reason=pod_reason)
+            with log_path.open("ab", buffering=0) as out:
+                assert self.proc.stdout and self.proc.stderr
+                pumps = [
+                    asyncio.create_task(self._pump(s, n, out))
+                    for s, n in ((self.proc.stdout, b"stdout"), (self.proc.stderr, b"stderr"))
+                ]
+                pod_reason = await self._supervise()
+                await asyncio.wait(pumps, timeout=5)  # a leftover grandchild may hold a pipe open
+                for p in pumps:
+                    p.cancel()
+            code = self.proc.returncode or 0
+            code = 128 - code if code < 0 else code
+            reason = "Completed" if code == 0 else "OOMKilled" if code == 137 and not self.killed else "Error"
+            restart = self.pod["spec"].get("restartPolicy") == "OnFailure"
+            if code == 0 or not restart or self.killed or pod_reason or self.deleting.is_set():
+                await self._finish(code, reason, pod_reason=pod_reason)
+                return
+            # OnFailure: like a kubelet, report the restart and run the container again.
+            self.last_state = {
+                "terminated": {"exitCode": code, "reason": reason, "startedAt": self.started_at, "finishedAt": now()}
+            }
+            self.restarts += 1
+            previous = log_path
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.deleting.wait(), RESTART_DELAY)
+                return
+
+    async def _fail_pull(self, image: str, host: str) -> None:
+        """What a kubelet reports for an image no registry serves, until the pod is deleted."""
+        pull = f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+        pull += f"failed to do request: dial tcp: lookup {host.split(':', 1)[0]}: no such host"
+        states = [("ErrImagePull", pull), ("ImagePullBackOff", f'Back-off pulling image "{image}"')]
+        turn = 0
+        while not self.deleting.is_set():
+            reason, message = states[turn % 2]
+            await self._status("Pending", {"waiting": {"reason": reason, "message": message}})
+            turn += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.deleting.wait(), PULL_RETRY)
 
     async def _supervise(self) -> str | None:
         """Wait for exit, deletion or activeDeadlineSeconds; kill on the last two like a kubelet."""
@@ -256,8 +301,8 @@ class PodRunner:
         c, spec = self.container, self.pod["spec"]
         if len(spec["containers"]) != 1 or spec.get("initContainers"):
             raise ConfigError("the process kubelet runs pods with exactly one container and no init containers")
-        if spec.get("restartPolicy", "Always") != "Never":
-            raise ConfigError("the process kubelet supports restartPolicy: Never only")
+        if spec.get("restartPolicy", "Always") not in ("Never", "OnFailure"):
+            raise ConfigError("the process kubelet supports restartPolicy Never and OnFailure only")
         if not c.get("command"):
             raise ConfigError("the process kubelet has no images: the container needs an explicit command")
         if c.get("envFrom"):
@@ -381,14 +426,18 @@ class PodRunner:
         path.write_text(json.dumps(config))
         return str(path)
 
-    async def _logs_object(self, log_path: Path) -> None:
-        """KWOK serves pods/log from the file a same-named `Logs` object names (NOTES.md item 3)."""
+    async def _logs_object(self, log_path: Path, previous: Path | None = None) -> None:
+        """KWOK serves pods/log from the file a same-named `Logs` object names (NOTES.md item 3),
+        and `previous=true` from its `previousLogsFile`."""
         owner = {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}
+        entry: Json = {"containers": [self.container["name"]], "logsFile": str(log_path)}
+        if previous is not None:
+            entry["previousLogsFile"] = str(previous)
         body: Json = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "Logs",
             "metadata": {"name": self.name, "namespace": self.ns, "ownerReferences": [owner]},
-            "spec": {"logs": [{"containers": [self.container["name"]], "logsFile": str(log_path)}]},
+            "spec": {"logs": [entry]},
         }
         args = ("kwok.x-k8s.io", "v1alpha1", self.ns, "logs")
         try:
@@ -430,13 +479,25 @@ class PodRunner:
             {"type": c, "status": str(ready), "lastTransitionTime": t} | why for c in ("Ready", "ContainersReady")
         ]
         cs = {"name": self.container["name"], "image": self.container.get("image", ""), "imageID": ""}
-        cs |= {"restartCount": 0, "ready": ready, "started": "running" in state, "state": state}
+        cs |= {"restartCount": self.restarts, "ready": ready, "started": "running" in state, "state": state}
+        if self.last_state:
+            cs["lastState"] = self.last_state
         body = {"status": {"phase": phase, "conditions": conds, "containerStatuses": [cs], **extra}}
-        try:
-            await self.k.core.patch_namespaced_pod_status(self.name, self.ns, body)
-        except ApiException as e:  # 404: deleted meanwhile, nothing left to report
-            if e.status != 404:
-                LOG.warning("pod %s/%s: status %s refused: %s %s", self.ns, self.name, phase, e.status, e.body)
+        for attempt in range(240):  # a kubelet keeps trying while the apiserver is away (restarts)
+            try:
+                await self.k.core.patch_namespaced_pod_status(self.name, self.ns, body)
+                return
+            except ApiException as e:  # 404: deleted meanwhile, nothing left to report
+                if e.status == 404:
+                    return
+                if e.status < 500 and e.status != 429:
+                    LOG.warning("pod %s/%s: status %s refused: %s %s", self.ns, self.name, phase, e.status, e.body)
+                    return
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
+                if attempt == 0:
+                    LOG.warning("pod %s/%s: status %s not reported yet: %r; retrying", self.ns, self.name, phase, e)
+            await asyncio.sleep(0.25)
+        LOG.error("pod %s/%s: gave up reporting status %s", self.ns, self.name, phase)
 
 
 class ProcessKubelet:

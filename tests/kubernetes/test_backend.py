@@ -32,16 +32,16 @@ def write(root: Path, name: str, cells: list[tuple[list[str], str]]) -> str:
 
 async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any, **options: Any) -> Any:
     pinned = cluster.pinned()
-    backend = KubernetesBackend(
-        namespace=namespace,
-        shared_paths=True,  # the process kubelet runs pods on this machine: same paths
-        image="jupyter-ext-test:not-pulled",
-        python=sys.executable,
-        node_selector=pinned["nodeSelector"],
-        tolerations=pinned["tolerations"],
-        cancel_grace=2.0,
-        **options,
-    )
+    settings: dict[str, Any] = {
+        "namespace": namespace,
+        "shared_paths": True,  # the process kubelet runs pods on this machine: same paths
+        "image": "jupyter-ext-test:not-pulled",
+        "python": sys.executable,
+        "node_selector": pinned["nodeSelector"],
+        "tolerations": pinned["tolerations"],
+        "cancel_grace": 2.0,
+    }
+    backend = KubernetesBackend(**(settings | options))
     store = AsyncStore(Store(root / "data" / "jobs.db"))
     orch = Orchestrator(
         store=store,

@@ -1,7 +1,8 @@
 import { Widget } from '@lumino/widgets';
 import { ApiError, JupyterExtClient } from '../client';
 import { duration, JobsPanel } from '../panel';
-import { IJob } from '../tokens';
+import { IEvent, IJob } from '../tokens';
+import { FakeApi, step as fullStep } from './jobfakes';
 
 function job(over: Partial<IJob>): IJob {
   return {
@@ -26,6 +27,7 @@ function fakeClient(jobs: IJob[]) {
   const cancelled: string[] = [];
   const client = {
     listJobs: async () => jobs,
+    streamEvents: () => ({ dispose: () => undefined }),
     cancel: async (id: string) => {
       cancelled.push(id);
       return jobs[0];
@@ -36,7 +38,7 @@ function fakeClient(jobs: IJob[]) {
 
 describe('JobsPanel', () => {
   it('renders each job with status, steps, error and a Cancel button only while it runs', async () => {
-    const step = (name: string, status: any) => ({ name, status }) as any;
+    const step = (name: string, status: any) => ({ name, status, cells: [] }) as any;
     const { client, cancelled } = fakeClient([
       job({
         id: 'a',
@@ -57,9 +59,15 @@ describe('JobsPanel', () => {
     const [a, b] = Array.from(items) as HTMLElement[];
     expect(a.dataset.jobId).toBe('a');
     expect(a.querySelector('.jp-ext-Badge')!.textContent).toBe('running');
-    expect(
-      Array.from(a.querySelectorAll('.jp-ext-Job-steps .jp-ext-Badge')).map(e => e.textContent)
-    ).toEqual(['load', 'train']);
+    expect(a.dataset.testid).toBe('jupyter-ext-job-row');
+    expect([a.dataset.job, a.dataset.status, b.dataset.status]).toEqual(['a', 'running', 'failed']);
+    const progress = Array.from(
+      a.querySelectorAll<HTMLElement>('[data-testid="jupyter-ext-step-progress"]')
+    );
+    expect(progress.map(e => [e.dataset.step, e.dataset.status, e.textContent])).toEqual([
+      ['load', 'succeeded', 'load'],
+      ['train', 'running', 'train']
+    ]);
     expect(b.querySelector('.jp-ext-Job-cancel')).toBeNull();
     expect(b.querySelector('.jp-ext-Job-error')!.textContent).toBe('cell 3 raised ValueError: x');
     (a.querySelector('.jp-ext-Job-cancel') as HTMLButtonElement).click();
@@ -153,6 +161,102 @@ describe('JobsPanel', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  it('has the id and test id the UI contract names', () => {
+    const panel = new JobsPanel({ listJobs: async () => [] } as any);
+    expect(panel.id).toBe('jupyter-ext-jobs-panel');
+    expect(panel.node.dataset.testid).toBe('jupyter-ext-jobs-panel');
+  });
+
+  it('opens a job when its row or name is clicked, not when Cancel is', async () => {
+    const { client, cancelled } = fakeClient([job({ id: 'a' })]);
+    const panel = new JobsPanel(client);
+    await panel.refresh();
+    const opened: string[] = [];
+    panel.jobActivated.connect((_, j) => opened.push(j.id));
+    const row = panel.node.querySelector<HTMLElement>('[data-testid="jupyter-ext-job-row"]')!;
+    row.querySelector<HTMLElement>('.jp-ext-Job-meta')!.click();
+    row.querySelector<HTMLButtonElement>('.jp-ext-Job-open')!.click(); // Enter on it does the same
+    row.querySelector<HTMLButtonElement>('.jp-ext-Job-cancel')!.click();
+    await new Promise(r => setTimeout(r, 0));
+    expect(opened).toEqual(['a', 'a']);
+    expect(cancelled).toEqual(['a']);
+  });
+
+  it('follows running jobs live: progress by cells done, a status event refreshes the list', async () => {
+    const fake = new FakeApi();
+    const steps = [
+      fullStep({ name: 'load', status: 'succeeded', cells: [0, 1] }),
+      fullStep({ name: 'train', status: 'running', cells: [2, 3, 4, 5], after: ['load'] })
+    ];
+    fake.add(job({ id: 'run', steps }), [
+      { type: 'step.start', step: 'train', attempt: 1 },
+      { type: 'cell.end', step: 'train', cell_index: 2, attempt: 1 }
+    ]);
+    fake.add(
+      job({
+        id: 'old',
+        status: 'succeeded',
+        steps: [fullStep({ name: 'main', status: 'succeeded' })]
+      })
+    );
+    let lists = 0;
+    const client = fake.client;
+    const listJobs = client.listJobs.bind(client);
+    (client as any).listJobs = async () => {
+      lists++;
+      return listJobs();
+    };
+    const panel = new JobsPanel(client, 60_000);
+    Widget.attach(panel, document.body);
+    await new Promise(r => setTimeout(r, 0));
+    expect(panel.following).toEqual(['run']); // only the job still running
+    const bar = () =>
+      panel.node.querySelector(
+        '[data-job="run"] [data-step="train"] [role="progressbar"]'
+      ) as HTMLElement;
+    await new Promise(r => setTimeout(r, 200));
+    expect(bar().getAttribute('aria-valuenow')).toBe('25');
+    fake.emit('run', {
+      type: 'cell.end',
+      step: 'train',
+      cell_index: 3,
+      attempt: 1
+    } as Partial<IEvent>);
+    await new Promise(r => setTimeout(r, 200));
+    expect(bar().getAttribute('aria-valuenow')).toBe('50');
+    expect(bar().getAttribute('aria-label')).toBe('Step train: running, 2/4 cells');
+    const before = lists;
+    fake.jobs.set(
+      'run',
+      job({
+        id: 'run',
+        status: 'succeeded',
+        steps: steps.map(s => ({ ...s, status: 'succeeded' as const }))
+      })
+    );
+    fake.emit('run', { type: 'job.end', status: 'succeeded' } as Partial<IEvent>);
+    await new Promise(r => setTimeout(r, 200));
+    expect(lists).toBe(before + 1);
+    const row = panel.node.querySelector<HTMLElement>('[data-job="run"]')!;
+    expect(row.dataset.status).toBe('succeeded');
+    expect(panel.following).toEqual([]); // its stream was closed
+    expect(fake.listeners.get('run')).toEqual([]);
+    panel.dispose();
+  });
+
+  it('closes its streams when hidden', async () => {
+    const fake = new FakeApi();
+    fake.add(job({ id: 'run', steps: [fullStep({ name: 'main', status: 'running' })] }));
+    const panel = new JobsPanel(fake.client, 60_000);
+    Widget.attach(panel, document.body);
+    await new Promise(r => setTimeout(r, 0));
+    expect(panel.following).toEqual(['run']);
+    panel.hide();
+    expect(panel.following).toEqual([]);
+    expect(fake.listeners.get('run')).toEqual([]);
+    panel.dispose();
   });
 
   it('formats durations', () => {

@@ -1,0 +1,270 @@
+import { Widget } from '@lumino/widgets';
+import { ApiError } from '../client';
+import { JobView, resourcesText } from '../jobview';
+import { FakeApi, job, settle, step } from './jobfakes';
+
+beforeAll(() => {
+  (URL as any).createObjectURL = () => 'blob:test';
+  (URL as any).revokeObjectURL = () => undefined;
+});
+
+function twoSteps(status: 'running' | 'succeeded' | 'failed' = 'running') {
+  return job({
+    id: 'j1',
+    status,
+    parameters: { lr: 0.1 },
+    steps: [
+      step({ name: 'load', status: 'succeeded', cells: [1, 2] }),
+      step({
+        name: 'train',
+        after: ['load'],
+        status: status === 'running' ? 'running' : status,
+        cells: [3, 4, 5, 6],
+        attempt: 1,
+        resources: { gpu: 2, memory: '16Gi', cpu: null, image: null, extra_limits: {} }
+      })
+    ]
+  });
+}
+
+const sel = (root: HTMLElement, testid: string, extra = '') =>
+  root.querySelector<HTMLElement>(`[data-testid="${testid}"]${extra}`);
+
+async function open(fake: FakeApi, id = 'j1', openJob?: (id: string) => void) {
+  const view = new JobView({ client: fake.client, jobId: id, openJob, refetchMs: 5 });
+  Widget.attach(view, document.body);
+  await view.ready;
+  await settle(60); // coalesced render
+  return view;
+}
+
+describe('JobView', () => {
+  afterEach(() => {
+    document.body.textContent = '';
+  });
+
+  it('shows the job, its step graph and each step with its log, from the events', async () => {
+    const fake = new FakeApi();
+    fake.add(twoSteps(), [
+      { type: 'step.start', step: 'load', attempt: 1 },
+      { type: 'cell.start', step: 'load', cell_index: 1 },
+      {
+        type: 'cell.output',
+        step: 'load',
+        output: { output_type: 'stream', name: 'stdout', text: 'rows: 100\n' }
+      },
+      { type: 'cell.end', step: 'load', cell_index: 1, attempt: 1 },
+      { type: 'step.start', step: 'train', attempt: 1 },
+      { type: 'cell.end', step: 'train', cell_index: 3, attempt: 1 },
+      {
+        type: 'cell.output',
+        step: 'train',
+        output: { output_type: 'stream', name: 'stdout', text: 'epoch 1\n' }
+      }
+    ]);
+    const view = await open(fake);
+    const root = view.node;
+    expect(root.dataset.testid).toBe('jupyter-ext-job-view');
+    expect(root.dataset.job).toBe('j1');
+    expect(root.dataset.status).toBe('running');
+    expect(view.title.label).toBe('Job: train');
+    const nodes = Array.from(root.querySelectorAll('[data-testid="jupyter-ext-graph-node"]'));
+    expect(
+      nodes.map(n => `${n.getAttribute('data-step')}:${n.getAttribute('data-status')}`)
+    ).toEqual(['load:succeeded', 'train:running']);
+    const trainLog = sel(root, 'jupyter-ext-step-log', '[data-step="train"]')!;
+    const rows = () =>
+      Array.from(trainLog.querySelectorAll('.jp-ext-LogView-row')).map(r => r.textContent);
+    expect(rows()).toEqual(['── attempt 1 started ──', 'epoch 1']);
+    expect(view.logOf('load').line(2)).toBe('rows: 100');
+    const train = sel(root, 'jupyter-ext-step', '[data-step="train"]')!;
+    expect(train.textContent).toContain('1/4 cells');
+    expect(train.textContent).toContain('2 GPU · 16Gi memory');
+    expect(train.querySelector('[role="progressbar"]')!.getAttribute('aria-valuenow')).toBe('25');
+    // Live: more output, then the step and the job end.
+    fake.emit('j1', {
+      type: 'cell.output',
+      step: 'train',
+      output: { output_type: 'stream', name: 'stdout', text: 'epoch 2\n' }
+    });
+    fake.jobs.set('j1', twoSteps('succeeded'));
+    fake.emit('j1', { type: 'step.end', step: 'train', status: 'succeeded', duration: 2 });
+    fake.emit('j1', { type: 'job.end', status: 'succeeded' });
+    await settle(80);
+    expect(rows()).toEqual([
+      '── attempt 1 started ──',
+      'epoch 1',
+      'epoch 2',
+      '── step succeeded in 2.0s ──'
+    ]);
+    expect(root.dataset.status).toBe('succeeded');
+    expect(
+      root
+        .querySelector('[data-step="train"][data-testid="jupyter-ext-graph-node"]')!
+        .getAttribute('data-status')
+    ).toBe('succeeded');
+    expect(sel(root, 'jupyter-ext-cancel')!.hidden).toBe(true);
+    view.dispose();
+    expect(fake.listeners.get('j1')).toEqual([]); // the stream was closed
+  });
+
+  it('cancels a running job', async () => {
+    const fake = new FakeApi();
+    fake.add(twoSteps());
+    const view = await open(fake);
+    const cancel = sel(view.node, 'jupyter-ext-cancel') as HTMLButtonElement;
+    expect(cancel.hidden).toBe(false);
+    cancel.click();
+    await settle();
+    expect(fake.cancelled).toEqual(['j1']);
+    view.dispose();
+  });
+
+  it('re-runs the job, or from one step on reusing this one, and opens the new job', async () => {
+    const fake = new FakeApi();
+    fake.add(twoSteps('failed'));
+    const opened: string[] = [];
+    const view = await open(fake, 'j1', id => opened.push(id));
+    (sel(view.node, 'jupyter-ext-rerun') as HTMLButtonElement).click();
+    await settle();
+    const rerunFrom = sel(
+      view.node,
+      'jupyter-ext-rerun-from',
+      '[data-step="train"]'
+    ) as HTMLButtonElement;
+    expect(rerunFrom.hidden).toBe(false);
+    rerunFrom.click();
+    await settle();
+    expect(fake.submitted).toEqual([
+      {
+        notebook: 'examples/train.ipynb',
+        parameters: { lr: 0.1 },
+        backend: 'local',
+        name: 'train'
+      },
+      {
+        notebook: 'examples/train.ipynb',
+        parameters: { lr: 0.1 },
+        backend: 'local',
+        name: 'train',
+        from_step: 'train',
+        rerun_of: 'j1'
+      }
+    ]);
+    expect(opened).toEqual(['new1', 'new2']);
+    expect(view.node.querySelector('[role="status"]')!.textContent).toBe(
+      'Started job new2 from step train.'
+    );
+    fake.submitError = new ApiError(
+      400,
+      "from_step: step 'load' failed in job 'j1', so it cannot be reused; re-run from 'load' or an earlier step"
+    );
+    rerunFrom.click();
+    await settle();
+    const status = view.node.querySelector('[role="status"]') as HTMLElement;
+    expect(status.textContent).toContain("Could not re-run: from_step: step 'load' failed");
+    expect(status.classList.contains('jp-mod-error')).toBe(true);
+    view.dispose();
+  });
+
+  it('offers no re-run for a %%remote cell job, and Re-run from only once the job ended', async () => {
+    const fake = new FakeApi();
+    fake.add(
+      job({
+        id: 'c1',
+        notebook: '%%remote in work',
+        status: 'succeeded',
+        steps: [step({ name: 'main', status: 'succeeded' })]
+      })
+    );
+    fake.add({ ...twoSteps(), id: 'j2' });
+    const cell = await open(fake, 'c1');
+    expect(sel(cell.node, 'jupyter-ext-rerun')!.hidden).toBe(true);
+    const running = await open(fake, 'j2');
+    expect(sel(running.node, 'jupyter-ext-rerun')!.hidden).toBe(false);
+    expect(sel(running.node, 'jupyter-ext-rerun-from', '[data-step="train"]')!.hidden).toBe(true);
+    cell.dispose();
+    running.dispose();
+  });
+
+  it('explains errors in plain words, on the job and on the step', async () => {
+    const fake = new FakeApi();
+    const oom = { message: "the step ran out of memory: raise `memory:` on step 'train'" };
+    const failed = twoSteps('failed');
+    failed.steps[1].error = oom;
+    failed.error = { ...oom, step: 'train' };
+    fake.add(failed);
+    const view = await open(fake);
+    const header = view.node.querySelector('.jp-ext-JobView-error') as HTMLElement;
+    expect(header.hidden).toBe(false);
+    expect(header.textContent).toContain('Step train: the step ran out of memory');
+    expect(header.textContent).toContain('needed more memory than it was given');
+    const stepError = sel(view.node, 'jupyter-ext-step', '[data-step="train"]')!.querySelector(
+      '.jp-ext-StepSection-error'
+    ) as HTMLElement;
+    expect(stepError.hidden).toBe(false);
+    expect(stepError.textContent).toContain('memory:16Gi');
+    view.dispose();
+  });
+
+  it('shows what the cluster says about a step that waits to be scheduled', async () => {
+    const fake = new FakeApi();
+    const waiting = twoSteps();
+    waiting.steps[1].status = 'queued';
+    fake.add(waiting, [
+      {
+        type: 'log',
+        step: 'train',
+        stream: 'stderr',
+        reason: 'FailedScheduling',
+        text: 'FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.\n'
+      }
+    ]);
+    const view = await open(fake);
+    const list = sel(view.node, 'jupyter-ext-step', '[data-step="train"]')!.querySelector(
+      '.jp-ext-StepSection-diagnostics'
+    ) as HTMLElement;
+    expect(list.hidden).toBe(false);
+    expect(list.textContent).toContain('3 Insufficient nvidia.com/gpu');
+    expect(list.textContent).toContain('No machine in the cluster can take the step');
+    view.dispose();
+  });
+
+  it('says which steps a re-run reused instead of running them again', async () => {
+    const fake = new FakeApi();
+    const rerun = twoSteps();
+    rerun.steps[0].reused_from = { job: 'j0', attempt: 1 };
+    fake.add(rerun);
+    const view = await open(fake);
+    const load = sel(view.node, 'jupyter-ext-step', '[data-step="load"]')!;
+    expect(load.querySelector('.jp-ext-StepSection-meta')!.textContent).toBe('reused from job j0');
+    expect(load.querySelector('.jp-ext-LogView-empty')!.textContent).toBe(
+      'Not run again: this re-run reuses its result from job j0.'
+    );
+    const node = view.node.querySelector(
+      '[data-testid="jupyter-ext-graph-node"][data-step="load"]'
+    )!;
+    expect(node.querySelector('.jp-ext-StepGraph-status')!.textContent).toBe('done (reused)');
+    view.dispose();
+  });
+
+  it('says when the job cannot be loaded', async () => {
+    const view = await open(new FakeApi(), 'gone');
+    expect(view.node.querySelector('[role="status"]')!.textContent).toBe(
+      'Could not load job gone: no job gone'
+    );
+    view.dispose();
+  });
+
+  it('describes resources briefly', () => {
+    expect(resourcesText(step({ name: 'a' }))).toBe('');
+    expect(
+      resourcesText(
+        step({
+          name: 'a',
+          resources: { gpu: 1, memory: '2Gi', cpu: '500m', image: 'py:3', extra_limits: {} }
+        })
+      )
+    ).toBe('1 GPU · 2Gi memory · 500m CPU · image py:3');
+  });
+});

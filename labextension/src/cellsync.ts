@@ -1,0 +1,401 @@
+/**
+ * A job's events -> the notebook's cells: outputs land in the cell that produced them, each
+ * cell knows its state (queued, running, succeeded, failed...), and errors the backend
+ * reports are worded for someone who does not know Kubernetes.
+ *
+ * Pure: the notebook is reached through `ICellSink`, and everything needed to resume after
+ * a reload (the job, the last applied seq, pending clears, display ids) is in `IRunRecord`,
+ * a JSON object the caller keeps in the notebook's metadata next to the outputs it explains.
+ */
+
+import type { IEvent, Status } from './tokens';
+
+/** The notebook's metadata key holding the record of the job whose outputs the cells show. */
+export const RUN_METADATA_KEY = 'jupyter_ext_run';
+
+/** One message shown on a cell: an error (the step failed here) or a warning (it waits). */
+export interface ICellMessage {
+  kind: 'error' | 'warning';
+  text: string;
+}
+
+/** Everything needed to go on applying a job's events where the last page load stopped. */
+export interface IRunRecord {
+  job: string;
+  /** The seq of the last event applied to the cells. */
+  seq: number;
+  /** Cell ids of the notebook as submitted, by index (events name cells by id and index). */
+  ids: (string | null)[];
+  /** Cell indices of each step, as submitted. */
+  steps: { [step: string]: number[] };
+  /** Cell id -> state. */
+  states: { [cell: string]: Status };
+  /** Cell id -> the message shown on it. */
+  messages: { [cell: string]: ICellMessage };
+  /** Cells whose outputs go on the next output (clear_output(wait=True)). */
+  pendingClear: string[];
+  /** display_id -> [cell id, output index] of the outputs showing it. */
+  displays: { [displayId: string]: [string, number][] };
+  /** job.end was applied: nothing more will come. */
+  done: boolean;
+}
+
+/** The notebook, as the mapping needs it. */
+export interface ICellSink {
+  /** Whether the notebook still has a cell with this id. */
+  has(id: string): boolean;
+  /** The id of the cell now at `index` (null when there is none). */
+  idAt(index: number): string | null;
+  clear(id: string): void;
+  /** Append an output (consecutive streams merge, as in a local run); answers its index. */
+  append(id: string, output: { [key: string]: any }): number;
+  replace(id: string, index: number, output: { [key: string]: any }): void;
+  setExecutionCount(id: string, count: number | null): void;
+}
+
+export type ApplyResult = 'applied' | 'duplicate' | 'gap';
+
+/** A record for a job just submitted: its cells queued. */
+export function newRecord(
+  job: string,
+  ids: (string | null)[],
+  steps: { [step: string]: number[] }
+): IRunRecord {
+  const states: { [cell: string]: Status } = {};
+  for (const cells of Object.values(steps)) {
+    for (const index of cells) {
+      const id = ids[index];
+      if (id) {
+        states[id] = 'queued';
+      }
+    }
+  }
+  return {
+    job,
+    seq: 0,
+    ids,
+    steps,
+    states,
+    messages: {},
+    pendingClear: [],
+    displays: {},
+    done: false
+  };
+}
+
+/** Whether `value` is a record this module wrote (metadata can hold anything). */
+export function isRecord(value: any): value is IRunRecord {
+  return (
+    !!value &&
+    typeof value === 'object' &&
+    typeof value.job === 'string' &&
+    typeof value.seq === 'number' &&
+    Array.isArray(value.ids) &&
+    typeof value.steps === 'object' &&
+    typeof value.states === 'object' &&
+    typeof value.messages === 'object' &&
+    Array.isArray(value.pendingClear) &&
+    typeof value.displays === 'object'
+  );
+}
+
+// -- plain language -----------------------------------------------------------------------------------
+
+const SCHEDULING: [RegExp, string][] = [
+  [/Insufficient [\w.-]+\/gpu/i, 'GPUs'],
+  [/Insufficient memory/i, 'memory'],
+  [/Insufficient cpu/i, 'CPU']
+];
+
+/** A Kubernetes diagnostic (`log` event with a `reason`) in words a notebook user reads. */
+export function plainDiagnostic(reason: string, text: string, step: string | null): string {
+  const detail = text.replace(new RegExp(`^${reason}:\\s*`), '').trim();
+  const name = step ? `step '${step}'` : 'the step';
+  switch (reason) {
+    case 'FailedScheduling': {
+      const short = SCHEDULING.filter(([re]) => re.test(detail)).map(([, what]) => what);
+      if (short.length) {
+        return (
+          `Waiting for a machine: no node of the cluster has enough free ${short.join(' and ')} ` +
+          `for ${name} right now. It starts when one frees up; ask for less in the step editor ` +
+          `if it never does. (Kubernetes: ${detail})`
+        );
+      }
+      if (/taint|affinity|selector/i.test(detail)) {
+        return (
+          `Waiting for a machine: no node of the cluster accepts ${name} (node selector or ` +
+          `tolerations do not match any node). (Kubernetes: ${detail})`
+        );
+      }
+      return `Waiting for a machine: the cluster cannot place ${name} yet. (Kubernetes: ${detail})`;
+    }
+    case 'ErrImagePull':
+    case 'ImagePullBackOff':
+      return (
+        `The image of ${name} could not be downloaded: check its name and tag (image: in the ` +
+        `step editor) and that the cluster may pull it. (Kubernetes: ${detail})`
+      );
+    case 'OOMKilling':
+      return `The machine ran out of memory while running ${name}; raise its memory in the step editor. (Kubernetes: ${detail})`;
+    case 'Evicted':
+      return `The machine stopped ${name} to free resources (usually memory or disk). (Kubernetes: ${detail})`;
+    case 'BackOff':
+      return `The container of ${name} keeps crashing as it starts; see the step's log. (Kubernetes: ${detail})`;
+    default:
+      return `Kubernetes reports a problem with ${name}: ${detail}`;
+  }
+}
+
+/** A step's or job's `error` in plain words. `onCell`: shown on the failing cell itself. */
+export function plainError(
+  error: { [key: string]: any } | null | undefined,
+  step: string | null,
+  onCell = false
+): string {
+  const name = step ? `step '${step}'` : 'the step';
+  if (!error) {
+    return `${name} failed`;
+  }
+  const message = String(error.message ?? '');
+  if (error.ename) {
+    const what = `${error.ename}${error.evalue ? `: ${error.evalue}` : ''}`;
+    return onCell
+      ? `This cell raised ${what}. ${name[0].toUpperCase()}${name.slice(1)} stopped here.`
+      : `${name} failed: ${message || what}`;
+  }
+  if (/out of memory|OOMKilled/i.test(message)) {
+    return `Out of memory: ${name} used more memory than it asked for and was stopped. Raise its memory in the step editor and run again.`;
+  }
+  if (/timed out|DeadlineExceeded|past its timeout/i.test(message)) {
+    return `Timed out: ${message.replace(/`/g, '')}`;
+  }
+  return message || `${name} failed`;
+}
+
+// -- the mapping -------------------------------------------------------------------------------------------
+
+/** Applies a job's events, in seq order, to the cells; `record` says what is applied. */
+export class CellSync {
+  constructor(
+    readonly record: IRunRecord,
+    private readonly sink: ICellSink
+  ) {}
+
+  /** Apply one event. Events at or below the record's seq are duplicates; a skipped seq is a gap
+   * (the caller fetches from `record.seq` again), and nothing is applied. */
+  apply(event: IEvent): ApplyResult {
+    const record = this.record;
+    if (event.seq <= record.seq) {
+      return 'duplicate';
+    }
+    if (event.seq !== record.seq + 1) {
+      return 'gap';
+    }
+    this.dispatch(event);
+    record.seq = event.seq;
+    return 'applied';
+  }
+
+  /** The notebook cell an event is about (by id, then by index as submitted), if it still exists. */
+  resolve(cellId: string | null | undefined, cellIndex: number | null | undefined): string | null {
+    if (cellId && this.sink.has(cellId)) {
+      return cellId;
+    }
+    if (cellIndex === null || cellIndex === undefined) {
+      return null;
+    }
+    const known = this.record.ids[cellIndex];
+    if (known) {
+      return this.sink.has(known) ? known : null;
+    }
+    return this.sink.idAt(cellIndex);
+  }
+
+  /** The cells of a step that still exist, in notebook order. */
+  stepCells(step: string | null): string[] {
+    const cells = step ? (this.record.steps[step] ?? []) : [];
+    return cells.map(i => this.resolve(null, i)).filter((id): id is string => id !== null);
+  }
+
+  private setState(id: string, state: Status): void {
+    this.record.states[id] = state;
+  }
+
+  private clearNow(id: string): void {
+    const record = this.record;
+    this.sink.clear(id);
+    record.pendingClear = record.pendingClear.filter(c => c !== id);
+    for (const [displayId, places] of Object.entries(record.displays)) {
+      const kept = places.filter(([cell]) => cell !== id);
+      if (kept.length) {
+        record.displays[displayId] = kept;
+      } else {
+        delete record.displays[displayId];
+      }
+    }
+  }
+
+  /** The message of the first cell of `step`: where a step-level problem is shown. */
+  private stepMessage(step: string | null, message: ICellMessage | null): void {
+    const first = this.stepCells(step)[0];
+    if (first === undefined) {
+      return;
+    }
+    if (message) {
+      this.record.messages[first] = message;
+    } else if (this.record.messages[first]?.kind === 'warning') {
+      delete this.record.messages[first];
+    }
+  }
+
+  private hasError(step: string | null): boolean {
+    return this.stepCells(step).some(id => this.record.messages[id]?.kind === 'error');
+  }
+
+  private dispatch(event: IEvent): void {
+    const record = this.record;
+    const step = event.step ?? null;
+    switch (event.type) {
+      case 'step.start':
+        this.stepMessage(step, null); // the pod runs: scheduling warnings are over
+        break;
+      case 'step.retry':
+        for (const id of this.stepCells(step)) {
+          this.setState(id, 'queued');
+          delete record.messages[id];
+        }
+        this.stepMessage(step, {
+          kind: 'warning',
+          text: `Attempt ${event.attempt} failed (${plainError(event.error, step)}); retrying as attempt ${event.next_attempt}.`
+        });
+        break;
+      case 'step.end':
+        this.stepEnded(step, String(event.status), event.error);
+        break;
+      case 'job.end':
+        record.done = true;
+        if (event.status === 'failed' && event.error && !this.hasError(event.error.step ?? null)) {
+          this.placeError(event.error.step ?? null, event.error);
+        }
+        break;
+      case 'log':
+        if (event.reason) {
+          this.stepMessage(step, {
+            kind: 'warning',
+            text: plainDiagnostic(String(event.reason), String(event.text ?? ''), step)
+          });
+        }
+        break;
+      case 'cell.start': {
+        const id = this.resolve(event.cell_id, event.cell_index);
+        if (id === null || event.injected) {
+          break;
+        }
+        this.clearNow(id);
+        this.sink.setExecutionCount(id, null);
+        this.setState(id, 'running');
+        delete record.messages[id];
+        break;
+      }
+      case 'cell.output': {
+        const id = this.resolve(event.cell_id, event.cell_index);
+        if (id === null || event.injected || !event.output) {
+          break;
+        }
+        this.output(id, event);
+        break;
+      }
+      case 'cell.clear': {
+        const id = this.resolve(event.cell_id, event.cell_index);
+        if (id === null || event.injected) {
+          break;
+        }
+        if (event.wait) {
+          if (!record.pendingClear.includes(id)) {
+            record.pendingClear.push(id);
+          }
+        } else {
+          this.clearNow(id);
+        }
+        break;
+      }
+      case 'cell.end': {
+        const id = this.resolve(event.cell_id, event.cell_index);
+        if (id === null || event.injected) {
+          break;
+        }
+        if (typeof event.execution_count === 'number') {
+          this.sink.setExecutionCount(id, event.execution_count);
+        }
+        if (event.status === 'error') {
+          this.setState(id, 'failed');
+          record.messages[id] = { kind: 'error', text: plainError(event, step, true) };
+        } else {
+          this.setState(id, 'succeeded');
+        }
+        break;
+      }
+      default:
+        break; // job.queued, job.start, artifact: nothing to show in a cell
+    }
+  }
+
+  private output(id: string, event: IEvent): void {
+    const record = this.record;
+    const output = event.output!;
+    const displayId: string | undefined = event.display_id ?? undefined;
+    if (event.update) {
+      // update_display_data: replace every output showing that display; unknown ids are ignored.
+      for (const [cell, index] of record.displays[displayId ?? ''] ?? []) {
+        if (this.sink.has(cell)) {
+          this.sink.replace(cell, index, output);
+        }
+      }
+      return;
+    }
+    if (record.pendingClear.includes(id)) {
+      this.clearNow(id);
+    }
+    const index = this.sink.append(id, output);
+    if (displayId) {
+      (record.displays[displayId] ??= []).push([id, index]);
+    }
+  }
+
+  private placeError(step: string | null, error: { [key: string]: any }): void {
+    const cell = this.resolve(error.cell_id, error.cell_index);
+    if (cell !== null) {
+      this.setState(cell, 'failed');
+      this.record.messages[cell] = { kind: 'error', text: plainError(error, step, true) };
+      return;
+    }
+    this.stepMessage(step, { kind: 'error', text: plainError(error, step) });
+  }
+
+  private stepEnded(step: string | null, status: string, error: any): void {
+    const cells = this.stepCells(step);
+    for (const id of cells) {
+      const state = this.record.states[id];
+      const open = state === undefined || state === 'queued' || state === 'running';
+      if (!open) {
+        continue;
+      }
+      if (status === 'succeeded') {
+        this.setState(id, 'succeeded');
+      } else if (status === 'failed') {
+        this.setState(id, state === 'running' ? 'failed' : 'not_run');
+      } else if (status === 'cancelled') {
+        this.setState(id, 'cancelled');
+      } else {
+        this.setState(id, 'not_run');
+      }
+    }
+    if (status === 'succeeded') {
+      this.stepMessage(step, null);
+    } else if (status === 'failed' && !this.hasError(step)) {
+      this.placeError(step, error ?? {});
+    } else if (status === 'not_run' && error?.message) {
+      this.stepMessage(step, { kind: 'warning', text: `Not run: ${error.message}` });
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The job views in JupyterLab: the `jupyter-ext:open-job` command, a main-area widget per
+ * job, and what its artifact buttons open (the executed HTML in a sandboxed frame, a copy of
+ * the executed notebook beside the original).
+ */
+
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import { listIcon } from '@jupyterlab/ui-components';
+import { IArtifactActions } from './artifacts';
+import { JupyterExtClient } from './client';
+import { HtmlView } from './htmlview';
+import { IJobViewOptions, JobView } from './jobview';
+import { JobsPanel } from './panel';
+import { IJob } from './tokens';
+
+export const CommandIDs = {
+  openJob: 'jupyter-ext:open-job'
+};
+
+/** The job view as a main-area document. */
+export function createJobView(options: IJobViewOptions): MainAreaWidget<JobView> {
+  const content = new JobView(options);
+  const widget = new MainAreaWidget({ content });
+  widget.id = `jupyter-ext-job-${options.jobId}`;
+  widget.title.label = content.title.label;
+  widget.title.icon = listIcon;
+  widget.title.closable = true;
+  content.title.changed.connect(() => {
+    widget.title.label = content.title.label;
+    widget.title.caption = content.title.caption;
+  });
+  return widget;
+}
+
+/**
+ * Wire the job views into the application: the `jupyter-ext:open-job` command (args `{id}`),
+ * opened by clicking a job in the panel; an open job's view is brought to front, not duplicated.
+ */
+export function activateJobViews(
+  app: JupyterFrontEnd,
+  client: JupyterExtClient,
+  panel?: JobsPanel
+): void {
+  const open = new Map<string, MainAreaWidget<JobView>>();
+  const openJob = (id: string) => void app.commands.execute(CommandIDs.openJob, { id });
+  const openHtml = (label: string, html: string) => {
+    const view = new MainAreaWidget({ content: new HtmlView(html, label) });
+    view.title.label = label;
+    view.title.closable = true;
+    app.shell.add(view, 'main', { mode: 'split-right' });
+    app.shell.activateById(view.id);
+  };
+  /** Save a copy of an executed notebook beside the job's notebook, and open it. */
+  const openNotebook = async (job: IJob, step: string, name: string, content: unknown) => {
+    const stem = PathExt.basename(job.notebook, '.ipynb');
+    const suffix = name === 'executed.ipynb' ? '' : `.${step}`;
+    const path = PathExt.join(
+      PathExt.dirname(job.notebook),
+      `${stem}.${job.id}${suffix}.executed.ipynb`
+    );
+    await app.serviceManager.contents.save(path, { type: 'notebook', format: 'json', content });
+    await app.commands.execute('docmanager:open', { path });
+  };
+  app.commands.addCommand(CommandIDs.openJob, {
+    label: args => (args.id ? `Open Job ${args.id}` : 'Open Job'),
+    caption: 'Show a jupyter-ext job: its steps, logs and artifacts',
+    execute: args => {
+      const id = String(args.id ?? '');
+      if (!id) {
+        return;
+      }
+      let widget = open.get(id);
+      if (!widget || widget.isDisposed) {
+        let view: JobView | null = null;
+        const actions: IArtifactActions = {
+          openHtml,
+          openNotebook: async (step, name, content) => {
+            const job = view?.shown;
+            if (job) {
+              await openNotebook(job, step, name, content);
+            }
+          }
+        };
+        widget = createJobView({ client, jobId: id, openJob, actions });
+        view = widget.content;
+        open.set(id, widget);
+        widget.disposed.connect(() => open.delete(id));
+        app.shell.add(widget, 'main');
+      }
+      app.shell.activateById(widget.id);
+      return widget;
+    }
+  });
+  panel?.jobActivated.connect((_, job) => openJob(job.id));
+}

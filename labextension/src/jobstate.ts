@@ -1,0 +1,287 @@
+/**
+ * A job as its events tell it, between two fetches of `GET jobs/{id}`: step statuses, cells
+ * done per step, what each event adds to a step's log, and errors in plain words.
+ *
+ * Pure functions and a small tracker, no DOM: the side panel and the job view share them.
+ */
+
+import type { LineKind } from './logview';
+import { IEvent, IJob, IStep, Status } from './tokens';
+
+/** Cells finished by the current attempt of each step, from `cell.end` events. */
+export class ProgressTracker {
+  private done = new Map<string, { attempt: number; cells: Set<number> }>();
+  private last = 0;
+
+  /** The seq of the last event taken in. */
+  get lastSeq(): number {
+    return this.last;
+  }
+
+  /** Take one event in (events at or below the last seq are ignored, so replays are harmless). */
+  add(event: IEvent): void {
+    if (event.seq <= this.last) {
+      return;
+    }
+    this.last = event.seq;
+    const step = event.step;
+    if (!step) {
+      return;
+    }
+    const attempt = Number(event.attempt ?? 0);
+    const entry = this.done.get(step);
+    if (event.type === 'step.start' || event.type === 'step.retry') {
+      const next =
+        event.type === 'step.retry' ? Number(event.next_attempt ?? attempt + 1) : attempt;
+      this.done.set(step, { attempt: next, cells: new Set() });
+    } else if (event.type === 'cell.end' && typeof event.cell_index === 'number') {
+      if (!entry || entry.attempt < attempt) {
+        this.done.set(step, { attempt, cells: new Set([event.cell_index]) });
+      } else if (entry.attempt === attempt) {
+        entry.cells.add(event.cell_index);
+      }
+    }
+  }
+
+  /**
+   * Cells of `step` done so far (its current attempt); only those of `cells` when given, so
+   * the cells every step runs first (imports, parameters) do not count as its progress.
+   */
+  cellsDone(step: string, cells?: readonly number[]): number {
+    const done = this.done.get(step)?.cells;
+    if (!done) {
+      return 0;
+    }
+    return cells ? cells.filter(c => done.has(c)).length : done.size;
+  }
+}
+
+/**
+ * How far a step has come, from 0 to 1: all the way once it succeeded, by cells done while it
+ * runs (a step whose cells are not known counts as half way).
+ */
+export function stepFraction(step: Pick<IStep, 'status' | 'cells'>, cellsDone: number): number {
+  switch (step.status) {
+    case 'succeeded':
+      return 1;
+    case 'queued':
+      return 0;
+    default: {
+      const total = step.cells.length;
+      if (total === 0) {
+        return step.status === 'running' ? 0.5 : 0;
+      }
+      return Math.min(1, cellsDone / total);
+    }
+  }
+}
+
+/**
+ * The job after one event: statuses, attempts and errors move as the server will say on the
+ * next fetch, so the picture changes without waiting for it.
+ */
+export function applyEvent(job: IJob, event: IEvent): IJob {
+  const when = new Date(event.ts * 1000).toISOString();
+  const steps = (fn: (s: IStep) => IStep): IStep[] =>
+    job.steps.map(s => (s.name === event.step ? fn(s) : s));
+  switch (event.type) {
+    case 'job.start':
+      return { ...job, status: 'running', started: job.started ?? when };
+    case 'job.end':
+      return {
+        ...job,
+        status: (event.status as Status) ?? job.status,
+        error: event.error ?? null,
+        finished: job.finished ?? when,
+        last_seq: Math.max(job.last_seq, event.seq)
+      };
+    case 'step.start':
+      return {
+        ...job,
+        status: job.status === 'queued' ? 'running' : job.status,
+        steps: steps(s => ({
+          ...s,
+          status: 'running',
+          attempt: Number(event.attempt ?? s.attempt),
+          started: s.started ?? when,
+          finished: null,
+          error: null
+        }))
+      };
+    case 'step.retry':
+      return {
+        ...job,
+        steps: steps(s => ({
+          ...s,
+          status: 'queued',
+          attempt: Number(event.next_attempt ?? s.attempt + 1),
+          error: event.error ?? null
+        }))
+      };
+    case 'step.end':
+      return {
+        ...job,
+        steps: steps(s => ({
+          ...s,
+          status: (event.status as Status) ?? s.status,
+          exit_code: event.exit_code ?? s.exit_code,
+          error: event.error ?? null,
+          finished: when
+        }))
+      };
+    default:
+      return job;
+  }
+}
+
+/** Events after which the job's statuses (and so the picture) change. */
+export const STATUS_EVENTS: ReadonlySet<string> = new Set([
+  'job.queued',
+  'job.start',
+  'job.end',
+  'step.start',
+  'step.retry',
+  'step.end'
+]);
+
+/** What an event adds to its step's log, if anything. */
+export function logLines(event: IEvent): { text: string; kind: LineKind }[] {
+  switch (event.type) {
+    case 'step.start': {
+      const where = event.host ? ` on ${event.host}` : '';
+      return [info(`── attempt ${event.attempt ?? 1} started${where} ──`)];
+    }
+    case 'cell.start':
+      return event.injected || typeof event.cell_index !== 'number'
+        ? []
+        : [info(`── cell ${event.cell_index} ──`)];
+    case 'cell.output':
+      return outputLines(event.output ?? {});
+    case 'log':
+      return event.text ? [{ text: String(event.text), kind: kindOf(event.stream) }] : [];
+    case 'step.retry':
+      return [
+        info(
+          `── attempt ${event.attempt} failed (${plainMessage(event.error)}); ` +
+            `retrying as attempt ${event.next_attempt} ──`
+        )
+      ];
+    case 'step.end': {
+      const took = typeof event.duration === 'number' ? ` in ${event.duration.toFixed(1)}s` : '';
+      const status = String(event.status ?? 'ended').replace('_', ' ');
+      const why = event.error ? `: ${plainMessage(event.error)}` : '';
+      const lines = [info(`── step ${status}${took}${why} ──`)];
+      // A cell's traceback is already in the log (its error output); the runner's own is not.
+      const traceback = event.error?.traceback;
+      if (
+        Array.isArray(traceback) &&
+        traceback.length &&
+        typeof event.error.cell_index !== 'number'
+      ) {
+        lines.unshift({ text: `${traceback.join('').replace(/\n?$/, '\n')}`, kind: 'stderr' });
+      }
+      return lines;
+    }
+    default:
+      return [];
+  }
+}
+
+function info(text: string): { text: string; kind: LineKind } {
+  return { text: `${text}\n`, kind: 'info' };
+}
+
+function kindOf(stream: unknown): LineKind {
+  return stream === 'stderr' ? 'stderr' : 'stdout';
+}
+
+function outputLines(output: { [key: string]: any }): { text: string; kind: LineKind }[] {
+  const join = (value: unknown) => (Array.isArray(value) ? value.join('') : String(value ?? ''));
+  switch (output.output_type) {
+    case 'stream':
+      return [{ text: join(output.text), kind: kindOf(output.name) }];
+    case 'error': {
+      const traceback = Array.isArray(output.traceback) ? output.traceback.join('\n') : '';
+      return [{ text: `${traceback || `${output.ename}: ${output.evalue}`}\n`, kind: 'stderr' }];
+    }
+    case 'execute_result':
+    case 'display_data': {
+      const data = output.data ?? {};
+      const image = Object.keys(data).find(k => k.startsWith('image/'));
+      if (image) {
+        return [info(`[${image} output: see the cell or the artifacts]`)];
+      }
+      const text = data['text/plain'];
+      return text === undefined ? [] : [{ text: `${join(text)}\n`, kind: 'stdout' }];
+    }
+    default:
+      return [];
+  }
+}
+
+/** The server's one-line message of an error object. */
+export function plainMessage(error: { [key: string]: any } | null | undefined): string {
+  if (!error) {
+    return '';
+  }
+  if (error.message) {
+    return String(error.message);
+  }
+  if (error.ename) {
+    return `${error.ename}: ${error.evalue ?? ''}`;
+  }
+  return JSON.stringify(error);
+}
+
+const HINTS: [RegExp, string][] = [
+  [
+    /out of memory|OOMKilled|exit code 137/i,
+    'The step needed more memory than it was given, so it was stopped. Give it more with a ' +
+      '`memory:` tag on its cell (e.g. memory:16Gi), or make it hold less data at once.'
+  ],
+  [
+    /FailedScheduling|Insufficient|didn't match|untolerated|unschedulable|no nodes? available/i,
+    'No machine in the cluster can take the step with the GPUs, memory and CPU it asks for ' +
+      'right now. It waits until one frees up; ask for less, or ask your administrator which ' +
+      'machines exist.'
+  ],
+  [
+    /ImagePullBackOff|ErrImagePull|InvalidImageName|pull image/i,
+    "The step's container image could not be downloaded. Check its `image:` tag for typos, " +
+      'and that the cluster is allowed to pull it.'
+  ],
+  [
+    /timed out|DeadlineExceeded|past its timeout/i,
+    'The step ran longer than its time limit. Raise it with a `timeout:` tag (e.g. timeout:2h).'
+  ],
+  [
+    /evicted/i,
+    'The machine running the step took its resources back (usually low memory or disk). ' +
+      'Re-run it; if it keeps happening, ask for more memory.'
+  ],
+  [/CrashLoopBackOff|BackOff/, 'The step keeps failing as it starts. Its log usually says why.'],
+  [
+    /process was lost|pod is gone|Job was deleted/i,
+    'The step stopped without saying how it ended (its process or pod went away). Re-run it.'
+  ]
+];
+
+/**
+ * An error in words a notebook user can act on: the server's message, plus what it means
+ * when it names a Kubernetes condition (out of memory, unschedulable, image pull, ...).
+ */
+export function explainError(
+  error: { [key: string]: any } | null | undefined,
+  reason?: string
+): string {
+  const message = plainMessage(error);
+  if (!message && !reason) {
+    return '';
+  }
+  const probe = `${reason ?? ''} ${message}`;
+  const hints = HINTS.filter(([pattern]) => pattern.test(probe)).map(([, hint]) => hint);
+  if (!hints.length && error?.ename && error?.cell_index !== undefined) {
+    hints.push('This error came from the code in that cell; its traceback is in the step log.');
+  }
+  return [message, ...hints.slice(0, 1)].filter(Boolean).join(' ');
+}

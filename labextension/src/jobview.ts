@@ -1,0 +1,478 @@
+/**
+ * One job in the main area: its status and actions (Cancel, Re-run), the step graph, each
+ * step's progress, error and (virtualised) log, and the artifacts. It follows the job's event
+ * stream from the first event, so it is live while the job runs and complete once it ended.
+ */
+
+import { Panel, Widget } from '@lumino/widgets';
+import { ArtifactsView, IArtifactActions } from './artifacts';
+import { JupyterExtClient } from './client';
+import {
+  applyEvent,
+  explainError,
+  logLines,
+  ProgressTracker,
+  STATUS_EVENTS,
+  stepFraction
+} from './jobstate';
+import { LogModel, LogView } from './logview';
+import { duration, progressBar, statusBadge } from './panel';
+import { StepGraph } from './stepgraph';
+import { IEvent, IEventStream, IJob, IRerunSpec, IStep, TERMINAL } from './tokens';
+
+export interface IJobViewOptions {
+  client: JupyterExtClient;
+  jobId: string;
+  /** Open another job's view (the one a re-run created). */
+  openJob?: (id: string) => void;
+  /** What the artifacts' executed-notebook buttons do. */
+  actions?: IArtifactActions;
+  /** Milliseconds to gather events before fetching the job again. */
+  refetchMs?: number;
+}
+
+/** `2 GPU · 16Gi · 4 CPU · image python:3.11`, or `` for a step that asks for nothing. */
+export function resourcesText(step: Pick<IStep, 'resources'>): string {
+  const r = step.resources;
+  if (!r) {
+    return '';
+  }
+  const parts: string[] = [];
+  if (r.gpu) {
+    parts.push(`${r.gpu} GPU`);
+  }
+  if (r.memory) {
+    parts.push(`${r.memory} memory`);
+  }
+  if (r.cpu) {
+    parts.push(`${r.cpu} CPU`);
+  }
+  if (r.image) {
+    parts.push(`image ${r.image}`);
+  }
+  return parts.join(' · ');
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+function actionButton(label: string, testid: string, warn = false): HTMLButtonElement {
+  const button = el('button', `jp-Button jp-mod-styled ${warn ? 'jp-mod-warn' : 'jp-mod-reject'}`);
+  button.type = 'button';
+  button.textContent = label;
+  button.dataset.testid = testid;
+  return button;
+}
+
+/** One step: its header (status, progress, resources, error, Re-run from here) and its log. */
+class StepSection extends Panel {
+  readonly head = new Widget();
+  readonly log: LogView;
+  private readonly badgeHost = el('span', 'jp-ext-StepSection-badge');
+  private readonly barHost = el('span', 'jp-ext-StepSection-progress');
+  private readonly meta = el('span', 'jp-ext-StepSection-meta');
+  private readonly error = el('div', 'jp-ext-StepSection-error');
+  private readonly diagnostics = el('ul', 'jp-ext-StepSection-diagnostics');
+  readonly rerunFrom: HTMLButtonElement;
+
+  constructor(
+    readonly step: string,
+    model: LogModel
+  ) {
+    super();
+    this.addClass('jp-ext-StepSection');
+    this.node.dataset.testid = 'jupyter-ext-step';
+    this.node.dataset.step = step;
+    const head = this.head.node;
+    head.className = 'jp-ext-StepSection-head';
+    const title = el('h3', 'jp-ext-StepSection-name', step);
+    head.appendChild(title);
+    head.appendChild(this.badgeHost);
+    head.appendChild(this.barHost);
+    head.appendChild(this.meta);
+    this.rerunFrom = actionButton('Re-run from here', 'jupyter-ext-rerun-from');
+    this.rerunFrom.classList.replace('jp-mod-reject', 'jp-mod-minimal');
+    this.rerunFrom.dataset.step = step;
+    this.rerunFrom.title =
+      `Run step ${step} and every step after it again, reusing the results of the steps ` +
+      'before it from this job';
+    head.appendChild(this.rerunFrom);
+    this.error.setAttribute('role', 'alert');
+    this.error.hidden = true;
+    this.diagnostics.hidden = true;
+    head.appendChild(this.error);
+    head.appendChild(this.diagnostics);
+    this.addWidget(this.head);
+    this.log = new LogView(model);
+    this.log.node.dataset.testid = 'jupyter-ext-step-log';
+    this.log.node.dataset.step = step;
+    this.log.node.setAttribute('aria-label', `Log of step ${step}`);
+    this.addWidget(this.log);
+  }
+
+  showStep(step: IStep, cellsDone: number, diagnostics: readonly string[], canRerun: boolean) {
+    this.node.dataset.status = step.status;
+    this.badgeHost.replaceChildren(statusBadge(step.status));
+    this.barHost.replaceChildren(progressBar(step, stepFraction(step, cellsDone), cellsDone));
+    const parts = [];
+    const reused = step.reused_from;
+    if (reused) {
+      parts.push(`reused from job ${reused.job}`);
+    } else if (step.cells.length && step.status !== 'queued') {
+      parts.push(`${Math.min(cellsDone, step.cells.length)}/${step.cells.length} cells`);
+    }
+    const took = duration(step);
+    if (took) {
+      parts.push(took);
+    }
+    if (step.attempt > 1) {
+      parts.push(`attempt ${step.attempt} of ${step.retries + 1}`);
+    }
+    if (step.after.length) {
+      parts.push(`after ${step.after.join(', ')}`);
+    }
+    const resources = resourcesText(step);
+    if (resources) {
+      parts.push(resources);
+    }
+    this.meta.textContent = parts.join(' · ');
+    this.log.emptyText = reused
+      ? `Not run again: this re-run reuses its result from job ${reused.job}.`
+      : 'No output yet.';
+    const explained = explainError(step.error);
+    this.error.textContent = explained;
+    this.error.hidden = !explained;
+    this.diagnostics.replaceChildren(
+      ...diagnostics.map(text => el('li', 'jp-ext-StepSection-diagnostic', text))
+    );
+    this.diagnostics.hidden = diagnostics.length === 0 || TERMINAL.has(step.status);
+    this.rerunFrom.hidden = !canRerun;
+  }
+}
+
+/** The job view's content: everything under the main area widget's toolbar. */
+export class JobView extends Panel {
+  private job: IJob | null = null;
+  private readonly tracker = new ProgressTracker();
+  private readonly logs = new Map<string, LogModel>();
+  private readonly diagnostics = new Map<string, string[]>();
+  private readonly sections = new Map<string, StepSection>();
+  private stream: IEventStream | null = null;
+  private clock: ReturnType<typeof setInterval> | null = null;
+  private renderTimer: ReturnType<typeof setTimeout> | null = null;
+  private refetchTimer: ReturnType<typeof setTimeout> | null = null;
+  private artifactsTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly refetchMs: number;
+
+  readonly header = new Widget();
+  readonly graph = new StepGraph();
+  readonly steps = new Panel();
+  readonly artifacts: ArtifactsView;
+  private readonly title_ = el('h2', 'jp-ext-JobView-title');
+  private readonly badgeHost = el('span', 'jp-ext-JobView-badge');
+  private readonly meta = el('div', 'jp-ext-JobView-meta');
+  private readonly error = el('div', 'jp-ext-JobView-error');
+  private readonly message = el('div', 'jp-ext-JobView-message');
+  readonly cancelButton = actionButton('Cancel', 'jupyter-ext-cancel', true);
+  readonly rerunButton = actionButton('Re-run', 'jupyter-ext-rerun');
+  /** Settles once the job was fetched and its event stream opened (or that failed). */
+  readonly ready: Promise<void>;
+
+  constructor(private readonly options: IJobViewOptions) {
+    super();
+    this.refetchMs = options.refetchMs ?? 400;
+    this.addClass('jp-ext-JobView');
+    this.node.dataset.testid = 'jupyter-ext-job-view';
+    this.node.dataset.job = options.jobId;
+    this.title.label = `Job ${options.jobId}`;
+    this.buildHeader();
+    this.addWidget(this.header);
+    const graphHeading = new Widget({ node: el('h3', 'jp-ext-JobView-heading', 'Steps') });
+    this.addWidget(graphHeading);
+    this.addWidget(this.graph);
+    this.steps.addClass('jp-ext-JobView-steps');
+    this.addWidget(this.steps);
+    this.addWidget(new Widget({ node: el('h3', 'jp-ext-JobView-heading', 'Artifacts') }));
+    this.artifacts = new ArtifactsView(options.client, options.jobId, options.actions);
+    this.addWidget(this.artifacts);
+    this.graph.stepSelected.connect((_, step) => this.revealStep(step));
+    this.ready = this.start();
+  }
+
+  /** The job as shown now. */
+  get shown(): IJob | null {
+    return this.job;
+  }
+
+  /** The log of one step (created on its first line). */
+  logOf(step: string): LogModel {
+    let model = this.logs.get(step);
+    if (!model) {
+      model = new LogModel();
+      this.logs.set(step, model);
+    }
+    return model;
+  }
+
+  /** Scroll a step's section into view and put the keyboard in its log. */
+  revealStep(step: string): void {
+    const section = this.sections.get(step);
+    if (section) {
+      section.node.scrollIntoView?.({ block: 'nearest', behavior: 'smooth' });
+      section.log.node.focus();
+    }
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.stream?.dispose();
+    for (const timer of [this.renderTimer, this.refetchTimer, this.artifactsTimer]) {
+      if (timer !== null) {
+        clearTimeout(timer);
+      }
+    }
+    this.stopClock();
+    super.dispose();
+  }
+
+  private async start(): Promise<void> {
+    const { client, jobId } = this.options;
+    try {
+      this.setJob(await client.getJob(jobId));
+    } catch (error: any) {
+      this.say(`Could not load job ${jobId}: ${String(error?.message ?? error)}`, true);
+      return;
+    }
+    void this.artifacts.refresh();
+    if (!this.isDisposed) {
+      this.stream = client.streamEvents(jobId, 0, event => this.onEvent(event));
+    }
+  }
+
+  private buildHeader(): void {
+    const node = this.header.node;
+    node.className = 'jp-ext-JobView-header';
+    const line = el('div', 'jp-ext-JobView-titleline');
+    line.appendChild(this.title_);
+    line.appendChild(this.badgeHost);
+    const actions = el('div', 'jp-ext-JobView-actions');
+    this.cancelButton.title = 'Stop this job: running steps are stopped, queued ones never start';
+    this.cancelButton.onclick = () => void this.cancel();
+    this.rerunButton.title = 'Run the same notebook again with the same parameters and backend';
+    this.rerunButton.onclick = () => void this.rerun();
+    actions.appendChild(this.cancelButton);
+    actions.appendChild(this.rerunButton);
+    line.appendChild(actions);
+    node.appendChild(line);
+    node.appendChild(this.meta);
+    this.error.setAttribute('role', 'alert');
+    this.error.hidden = true;
+    node.appendChild(this.error);
+    this.message.setAttribute('role', 'status');
+    this.message.setAttribute('aria-live', 'polite');
+    this.message.hidden = true;
+    node.appendChild(this.message);
+  }
+
+  /** Say something under the header (an action's outcome); errors stay until the next one. */
+  private say(text: string, isError = false): void {
+    this.message.textContent = text;
+    this.message.hidden = !text;
+    this.message.classList.toggle('jp-mod-error', isError);
+  }
+
+  private setJob(job: IJob): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.job = job;
+    this.render();
+  }
+
+  /** One event from the stream: the log, the progress, and (soon) the picture. */
+  onEvent(event: IEvent): void {
+    this.tracker.add(event);
+    if (event.step) {
+      for (const { text, kind } of logLines(event)) {
+        this.logOf(event.step).append(text, kind);
+      }
+      if (event.type === 'log' && event.reason) {
+        const list = this.diagnostics.get(event.step) ?? [];
+        list.push(explainError({ message: String(event.text ?? '').trim() }, event.reason));
+        this.diagnostics.set(event.step, list.slice(-5));
+      }
+    }
+    if (this.job && STATUS_EVENTS.has(event.type)) {
+      this.job = applyEvent(this.job, event);
+      this.refetchSoon();
+    }
+    if (['artifact', 'step.end', 'job.end'].includes(event.type)) {
+      this.refreshArtifactsSoon();
+    }
+    if (STATUS_EVENTS.has(event.type) || event.type === 'cell.end' || event.type === 'log') {
+      this.renderSoon();
+    }
+  }
+
+  private renderSoon(): void {
+    if (this.renderTimer === null) {
+      this.renderTimer = setTimeout(() => {
+        this.renderTimer = null;
+        this.render();
+      }, 50);
+    }
+  }
+
+  private refetchSoon(): void {
+    if (this.refetchTimer !== null) {
+      clearTimeout(this.refetchTimer);
+    }
+    this.refetchTimer = setTimeout(async () => {
+      this.refetchTimer = null;
+      try {
+        this.setJob(await this.options.client.getJob(this.options.jobId));
+      } catch {
+        // The stream keeps the picture right meanwhile; the next status event tries again.
+      }
+    }, this.refetchMs);
+  }
+
+  private refreshArtifactsSoon(): void {
+    if (this.artifactsTimer === null) {
+      this.artifactsTimer = setTimeout(() => {
+        this.artifactsTimer = null;
+        void this.artifacts.refresh();
+      }, this.refetchMs);
+    }
+  }
+
+  private startClock(): void {
+    if (this.clock === null) {
+      this.clock = setInterval(() => this.render(), 1000);
+    }
+  }
+
+  private stopClock(): void {
+    if (this.clock !== null) {
+      clearInterval(this.clock);
+      this.clock = null;
+    }
+  }
+
+  /** Whether this job can be submitted again (a `%%remote` cell job cannot: no notebook). */
+  private get rerunnable(): boolean {
+    return !!this.job && this.job.notebook.endsWith('.ipynb');
+  }
+
+  /** Draw the job as it is now. */
+  render(): void {
+    const job = this.job;
+    if (!job || this.isDisposed) {
+      return;
+    }
+    const terminal = TERMINAL.has(job.status);
+    if (terminal) {
+      this.stopClock();
+    } else {
+      this.startClock();
+    }
+    this.node.dataset.status = job.status;
+    this.title.label = `Job: ${job.name}`;
+    this.title.caption = `${job.notebook} (${job.id}): ${job.status.replace('_', ' ')}`;
+    this.title_.textContent = job.name;
+    this.badgeHost.replaceChildren(statusBadge(job.status));
+    const took = duration(job);
+    this.meta.textContent = [
+      job.notebook,
+      `backend ${job.backend}`,
+      `job ${job.id}`,
+      `created ${new Date(job.created).toLocaleString()}`,
+      took ? `ran ${took}` : ''
+    ]
+      .filter(Boolean)
+      .join(' · ');
+    const failedStep = job.error?.step ? `Step ${job.error.step}: ` : '';
+    const explained = explainError(job.error);
+    this.error.textContent = explained ? `${failedStep}${explained}` : '';
+    this.error.hidden = !explained || job.status === 'cancelled';
+    this.cancelButton.hidden = terminal;
+    this.rerunButton.hidden = !this.rerunnable;
+    this.graph.setSteps(job.steps);
+    for (const step of job.steps) {
+      let section = this.sections.get(step.name);
+      if (!section) {
+        section = new StepSection(step.name, this.logOf(step.name));
+        const name = step.name;
+        section.rerunFrom.onclick = () => void this.rerun(name);
+        this.sections.set(step.name, section);
+        this.steps.addWidget(section);
+      }
+      section.showStep(
+        step,
+        this.tracker.cellsDone(step.name, step.cells),
+        this.diagnostics.get(step.name) ?? [],
+        terminal && this.rerunnable && job.steps.length > 1
+      );
+    }
+  }
+
+  private async cancel(): Promise<void> {
+    const job = this.job;
+    if (!job) {
+      return;
+    }
+    this.cancelButton.disabled = true;
+    this.say('Cancelling…');
+    try {
+      this.setJob(await this.options.client.cancel(job.id));
+      this.say('');
+    } catch (error: any) {
+      this.say(`Could not cancel: ${String(error?.message ?? error)}`, true);
+    } finally {
+      this.cancelButton.disabled = false;
+    }
+  }
+
+  /** Submit the job again: all of it, or from one step on (reusing this job's earlier steps). */
+  async rerun(fromStep?: string): Promise<IJob | null> {
+    const job = this.job;
+    if (!job) {
+      return null;
+    }
+    const spec: IRerunSpec = {
+      notebook: job.notebook,
+      parameters: job.parameters,
+      backend: job.backend,
+      name: job.name
+    };
+    if (fromStep) {
+      spec.from_step = fromStep;
+      spec.rerun_of = job.id;
+    }
+    const buttons = [this.rerunButton, ...[...this.sections.values()].map(s => s.rerunFrom)];
+    buttons.forEach(b => (b.disabled = true));
+    try {
+      const created = await this.options.client.submit(spec);
+      this.say(`Started job ${created.id}` + (fromStep ? ` from step ${fromStep}.` : '.'), false);
+      this.options.openJob?.(created.id);
+      return created;
+    } catch (error: any) {
+      this.say(`Could not re-run: ${String(error?.message ?? error)}`, true);
+      return null;
+    } finally {
+      buttons.forEach(b => (b.disabled = false));
+    }
+  }
+}
