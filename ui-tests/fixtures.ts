@@ -88,6 +88,10 @@ export async function openLab(
   await page.evaluate(async () => {
     await (window as any).jupyterapp.restored;
   });
+  if (file?.endsWith('.ipynb')) {
+    // Opened from the URL once the layout is restored: wait until its cells are on screen.
+    await page.locator('.jp-NotebookPanel:visible .jp-Cell').first().waitFor({ timeout: 60_000 });
+  }
 }
 
 /** Is a plugin of ours activated in the page's JupyterLab? */

@@ -44,7 +44,11 @@ export function activateJobViews(
   panel?: JobsPanel
 ): void {
   const open = new Map<string, MainAreaWidget<JobView>>();
-  const openJob = (id: string) => void app.commands.execute(CommandIDs.openJob, { id });
+  // Opened after a re-run too: the panel lists the new job at once, not at its next poll.
+  const openJob = (id: string) => {
+    void app.commands.execute(CommandIDs.openJob, { id });
+    void panel?.refresh();
+  };
   const openHtml = (label: string, html: string) => {
     const view = new MainAreaWidget({ content: new HtmlView(html, label) });
     view.title.label = label;
@@ -52,15 +56,22 @@ export function activateJobViews(
     app.shell.add(view, 'main', { mode: 'split-right' });
     app.shell.activateById(view.id);
   };
-  /** Save a copy of an executed notebook beside the job's notebook, and open it. */
+  /**
+   * Save a copy of an executed notebook beside the job's notebook and open it; a copy saved
+   * before (and maybe edited since) is opened as it is, never overwritten.
+   */
   const openNotebook = async (job: IJob, step: string, name: string, content: unknown) => {
-    const stem = PathExt.basename(job.notebook, '.ipynb');
+    const contents = app.serviceManager.contents;
+    const dir = PathExt.dirname(job.notebook);
     const suffix = name === 'executed.ipynb' ? '' : `.${step}`;
-    const path = PathExt.join(
-      PathExt.dirname(job.notebook),
-      `${stem}.${job.id}${suffix}.executed.ipynb`
-    );
-    await app.serviceManager.contents.save(path, { type: 'notebook', format: 'json', content });
+    const file = `${PathExt.basename(job.notebook, '.ipynb')}.${job.id}${suffix}.executed.ipynb`;
+    const path = PathExt.join(dir, file);
+    // List the folder rather than ask for the file: a missing file would log a 404.
+    const listing = await contents.get(dir, { type: 'directory', content: true });
+    const exists = (listing.content as { name: string }[]).some(item => item.name === file);
+    if (!exists) {
+      await contents.save(path, { type: 'notebook', format: 'json', content });
+    }
     await app.commands.execute('docmanager:open', { path });
   };
   app.commands.addCommand(CommandIDs.openJob, {
@@ -93,5 +104,7 @@ export function activateJobViews(
       return widget;
     }
   });
-  panel?.jobActivated.connect((_, job) => openJob(job.id));
+  panel?.jobActivated.connect((_, job) => {
+    void app.commands.execute(CommandIDs.openJob, { id: job.id });
+  });
 }

@@ -213,7 +213,8 @@ cmd_restart_kwok() {
     for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   kc -n kube-node-lease delete lease --all >&2
-  "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
+  # setsid: the restarted component must not belong to (and die with) the caller's process group
+  setsid "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
   log "kwok-controller restarted (pid $(cat "$pidf"))"
 }
 
@@ -227,11 +228,17 @@ cmd_restart_apiserver() {
   sanitize_pids
   if [[ -f "$pidf" ]]; then
     pid=$(cat "$pidf")
+    # SIGTERM starts a graceful shutdown that stops accepting connections at once but keeps
+    # serving open watches for a long while (>10 s measured): without the SIGKILL the old server
+    # would keep them alive next to the new one, and no client would notice a restart.
     kill "$pid"
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$pidf"
   fi
-  "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
+  # setsid: the restarted component must not belong to (and die with) the caller's process group
+  setsid "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
   for i in $(seq 1 100); do kc get --raw /readyz >/dev/null 2>&1 && break; sleep 0.2; done
   kc get --raw /readyz >/dev/null
   log "kube-apiserver restarted (pid $(cat "$pidf"))"

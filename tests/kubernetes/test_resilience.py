@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,11 @@ def test_previous_container_log_is_read_after_a_restart(k8s_cluster: Cluster, na
     starts reading once the restart has happened, so the previous log is the only way to them."""
     marker = tmp_path / "ran-once"
     script = (
-        "import os, pathlib, sys\n"
+        f"import pathlib, sys\nif pathlib.Path({str(marker)!r}).exists():\n"
+        + textwrap.indent(emitting("second-", 3), "    ")
+        + "    sys.exit(0)\n"
         + emitting("first-", 5)
-        + f"m = pathlib.Path({str(marker)!r})\n"
-        + "if not m.exists():\n    m.write_text('x')\n    sys.exit(3)\n"
-        + emitting("second-", 3)
+        + f"pathlib.Path({str(marker)!r}).write_text('ran')\nsys.exit(3)\n"
     )
     pinned = k8s_cluster.pinned()
     name = "jx-restart-test"

@@ -43,9 +43,7 @@ async function openJobsPanel(page: Page) {
 
 /** The notebook's tab in the main area. */
 function notebookTab(page: Page, name: string) {
-  return page.locator('.jp-MainAreaWidget-tabBar, .lm-DockPanel-tabBar').locator('.lm-TabBar-tab', {
-    hasText: name
-  });
+  return page.locator('#jp-main-dock-panel .lm-TabBar-tab', { hasText: name });
 }
 
 test('tag two cells, run on cluster, outputs stream into them, job view, artifact', async ({
@@ -152,10 +150,12 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
   });
 
   await test.step('reloading the page shows the same outputs, once', async () => {
-    await page.reload();
+    // Lab again, as a user coming back: the workspace reopens the notebook.
+    await page.goto(`${lab.url}lab`);
     await page.evaluate(async () => {
       await (window as any).jupyterapp.restored;
     });
+    await notebookTab(page, 'ui_demo.ipynb').click();
     const slowCell = cell(page, slow);
     await expect(slowCell.getByTestId('jupyter-ext-cell-state')).toHaveAttribute(
       'data-state',
