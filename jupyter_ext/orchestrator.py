@@ -411,6 +411,7 @@ class Orchestrator:
             job = await self.store.get_job(job_id)
             steps = {s["name"]: s for s in job["steps"]}
             cancelling = job_id in self._cancelling or bool(job["cancel_requested"])
+            ended = False  # a step ended in this pass: its dependants are looked at again before waiting
             for step in steps.values():
                 name = step["name"]
                 if step["status"] in _TERMINAL or name in tasks:
@@ -419,15 +420,19 @@ class Orchestrator:
                     await self._end_step(
                         job_id, name, Status.cancelled, error={"message": "cancelled before it started"}
                     )
+                    step["status"], ended = Status.cancelled.value, True
                     continue
                 after = step["spec"].get("after", [])
                 blocked = [d for d in after if steps[d]["status"] in ("failed", "cancelled", "not_run")]
                 if blocked:
                     reason = f"not run because step {blocked[0]!r} {steps[blocked[0]]['status'].replace('_', ' ')}"
                     await self._end_step(job_id, name, Status.not_run, error={"message": reason})
+                    step["status"], ended = Status.not_run.value, True
                     continue
                 if step["status"] == "running" or all(steps[d]["status"] == "succeeded" for d in after):
                     tasks[name] = asyncio.create_task(self._run_step(job_id, name), name=f"step {job_id}/{name}")
+            if ended:
+                continue
             if not tasks:
                 break
             done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)

@@ -72,6 +72,21 @@ def choose_kernel(nb: Any, requested: str | None, emitter: Emitter) -> str:
     return fallback
 
 
+def notebook_language(nb: Any, kernel: str) -> str | None:
+    """The notebook's language, else the kernel's: papermill refuses a notebook whose metadata names
+    no language ("No language found"), which notebooks written by other tools often lack."""
+    meta = nb.get("metadata", {})
+    language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name")
+    if language:
+        return str(language)
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        return str(KernelSpecManager().get_kernel_spec(kernel).language)
+    except NoSuchKernel:
+        return None
+
+
 def collect_artifacts(artifacts_dir: Path, emitter: Emitter, already: set[str]) -> None:
     """One `artifact` event per file under the artifacts folder (sorted, so re-runs are stable)."""
     if not artifacts_dir.is_dir():
@@ -177,6 +192,7 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
                 parameters=parameters,
                 engine_name="jupyter_ext",
                 kernel_name=kernel,
+                language=notebook_language(nb, kernel),
                 cwd=workdir,
                 progress_bar=False,
                 log_output=False,

@@ -204,3 +204,37 @@ def test_cli_prints_each_steps_output_under_its_name_and_reruns_from_a_step(tmp_
     assert again.returncode == 0, again.stderr
     assert "[report] report 20\n" in again.stdout
     assert "[load] started" not in again.stderr and "[train] started" not in again.stderr
+
+
+async def test_a_failed_step_marks_every_step_below_it_not_run(make: Any, tmp_path: Path) -> None:
+    """load -> train -> report: when load fails, report (two levels down) must not stay queued."""
+    h = await make(gpus=[])
+    nb = tagged(
+        tmp_path,
+        "fails.ipynb",
+        [
+            (["step:load"], "raise RuntimeError('no data')"),
+            (["step:train", "prev:load"], "print('train')"),
+            (["step:report", "prev:train"], "print('report')"),
+        ],
+    )
+    job_id = await h.run(nb)
+    await h.events(job_id)
+    job = await h.store.get_job(job_id)
+    steps = {s["name"]: s for s in job["steps"]}
+    assert job["status"] == "failed"
+    assert [steps[n]["status"] for n in ("load", "train", "report")] == ["failed", "not_run", "not_run"]
+    assert "not run because step 'train' not run" in steps["report"]["error"]["message"]
+
+
+async def test_a_notebook_without_kernelspec_metadata_runs_with_python3(make: Any, tmp_path: Path) -> None:
+    """Notebooks written by other tools often carry no kernelspec; papermill alone refuses them."""
+    h = await make(gpus=[])
+    nb = new_notebook()
+    nb.cells.append(new_code_cell("print('no metadata', 1 + 1)"))
+    nbformat.write(nb, tmp_path / "bare.ipynb")
+    job_id = await h.run("bare.ipynb")
+    events = await h.events(job_id)
+    job = await h.store.get_job(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert stdout(events) == "no metadata 2\n"
