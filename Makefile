@@ -99,3 +99,4 @@ bench: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension
+	rm -rf ui-tests/node_modules ui-tests/test-results

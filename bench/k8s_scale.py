@@ -5,7 +5,7 @@ land on KWOK's simulated nodes, which complete them at once, and a KWOK ClusterL
 serves every pod a recorded runner event stream as its log, so the whole path (Jobs, the
 pod and event watches, pod-log follow, outcome) runs for each job without N real processes.
 
-    python bench/k8s_scale.py [--jobs 200]
+    python bench/k8s_scale.py [--jobs 200] [--transport shared|configmap]
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ def recorded_log(path: Path) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument(
+        "--transport",
+        choices=["shared", "configmap"],
+        default="shared",
+        help="how step inputs travel: shared paths, or a ConfigMap per Job (one more API call per job)",
+    )
     args = parser.parse_args()
     script("build.sh")
     up = script("cluster.sh", "up")
@@ -81,7 +87,7 @@ async def main() -> int:
     recorded_log(root / "runner.log")
     nbformat.write(new_notebook(cells=[new_code_cell("print('hi')")]), root / "hi.ipynb")
     namespace = f"bench-{os.getpid()}"
-    backend = KubernetesBackend(namespace=namespace, shared_paths=True, image="bench:not-pulled")
+    backend = KubernetesBackend(namespace=namespace, shared_paths=args.transport == "shared", image="bench:not-pulled")
     store = AsyncStore(Store(root / "data" / "jobs.db"))
     orch = Orchestrator(
         store=store,

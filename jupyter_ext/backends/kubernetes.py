@@ -592,6 +592,22 @@ class KubernetesBackend(Backend):
         return str(handle["job_name"])
 
     async def submit(self, launch: StepLaunch) -> dict[str, Any]:
+        try:
+            return await self._submit(launch)
+        except ValidationError as exc:
+            # This attempt cannot be created as asked (inputs too large for a ConfigMap, no node for
+            # a ReadWriteOnce home): the step fails with that message, not as an internal error.
+            return {
+                "backend": self.name,
+                "namespace": self.namespace,
+                "job_name": job_name(launch.job_id, launch.step, launch.attempt),
+                "attempt_dir": launch.attempt_dir,
+                "step": launch.step,
+                "started": time.time(),
+                "refused": exc.message,
+            }
+
+    async def _submit(self, launch: StepLaunch) -> dict[str, Any]:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         await self.start()
@@ -762,11 +778,18 @@ class KubernetesBackend(Backend):
 
     async def adopt(self, handle: dict[str, Any]) -> bool:
         assert self.jobs is not None
+        if handle.get("refused"):
+            return False
         await self.jobs.first_list.wait()
         return handle["job_name"] in self.jobs.objects
 
     async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
         assert self.pods is not None and self.events_reflector is not None
+        if handle.get("refused"):
+            refusal = {"message": handle["refused"]}
+            yield [{"type": "step.end", "status": "failed", "exit_code": None, "error": refusal}]
+            self._outcomes[self._key(handle)] = Outcome(None, handle["refused"])
+            return
         await self.pods.first_list.wait()
         seen_diagnostics: set[str] = set()
         waiting_told: set[str] = set()

@@ -45,6 +45,13 @@ def store_fs(url: str) -> tuple[Any, str]:
     return fs, str(path).rstrip("/")
 
 
+def _makedirs(fs: Any, path: str) -> None:
+    """Parent folders, where the filesystem has folders (object stores have none: left alone)."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+    if "file" in protocols:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+
+
 def join(url: str, *parts: str) -> str:
     """A URL (or path) below `url`; parts are POSIX relative paths."""
     return "/".join([url.rstrip("/"), *(p.strip("/") for p in parts)])
@@ -66,7 +73,7 @@ def put_files(url: str, files: dict[str, bytes]) -> None:
     fs, root = store_fs(url)
     for rel, data in files.items():
         target = posixpath.join(root, rel)
-        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        _makedirs(fs, target)
         fs.pipe_file(target, data)
 
 
@@ -150,7 +157,7 @@ def ship_outputs(emitter: Any, artifacts_dir: Path) -> None:
         fs, root = store_fs(target)
         for kind, rel, path in _outputs(artifacts_dir):
             remote = posixpath.join(root, kind, rel)
-            fs.makedirs(posixpath.dirname(remote), exist_ok=True)
+            _makedirs(fs, remote)
             fs.put_file(str(path), remote)
         return
     budget = int(os.environ.get(ENV_OUTPUTS_MAX) or DEFAULT_LOG_BUDGET)

@@ -124,7 +124,9 @@ def test_inputs_too_large_for_a_configmap_are_refused_naming_the_step_and_the_se
         final = await orch.wait(job["id"])
         assert final["status"] == "failed"
         message = final["error"]["message"]
-        assert "the inputs of step 'big'" in message, message
+        assert message.startswith("the inputs of step 'big' (its notebook, parameters and hand-off variables)"), message
+        events = await store.events(job["id"])
+        assert [e["type"] for e in events].count("step.end") == 1
         assert "c.KubernetesBackend.artifact_store" in message and "configmap_max_bytes" in message
         assert not (await backend.batch.list_namespaced_job(namespace)).items, "nothing was created"
 

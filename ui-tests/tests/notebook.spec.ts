@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Page } from '@playwright/test';
-import { api } from '../lab';
+import { api, REPO } from '../lab';
 import { expect, openLab, test, waitForJob } from '../fixtures';
 import { cell, cellTags, dialog, findCell, screenshot } from '../notebook';
 
@@ -32,6 +32,20 @@ async function newJob(lab: { url: string; token: string }, before: Set<string>):
   return found[0];
 }
 
+/** A copy of the demo with its two steps already tagged (tagging is the first test). */
+function taggedDemo(root: string, name: string): void {
+  const source = JSON.parse(fs.readFileSync(path.join(REPO, 'examples', 'ui_demo.ipynb'), 'utf-8'));
+  const code = source.cells.filter((c: any) => c.cell_type === 'code');
+  const text = (c: any) => (Array.isArray(c.source) ? c.source.join('') : c.source);
+  code.find((c: any) => /time\.sleep/.test(text(c))).metadata.tags = ['step:slow'];
+  code.find((c: any) => /savefig/.test(text(c))).metadata.tags = ['step:plot', 'after:slow'];
+  for (const c of code) {
+    c.outputs = [];
+  }
+  delete source.metadata.jupyter_ext_run;
+  fs.writeFileSync(path.join(root, name), JSON.stringify(source));
+}
+
 async function openJobsPanel(page: Page) {
   const panel = page.getByTestId('jupyter-ext-jobs-panel');
   if (!(await panel.isVisible())) {
@@ -44,6 +58,16 @@ async function openJobsPanel(page: Page) {
 /** The notebook's tab in the main area. */
 function notebookTab(page: Page, name: string) {
   return page.locator('#jp-main-dock-panel .lm-TabBar-tab', { hasText: name });
+}
+
+/** Open Lab again, as a user coming back (the workspace reopens the notebook), on ui_demo. */
+async function reopenLab(page: Page, lab: { url: string }) {
+  await page.goto(`${lab.url}lab`);
+  await page.evaluate(async () => {
+    await (window as any).jupyterapp.restored;
+  });
+  await notebookTab(page, 'ui_demo.ipynb').click();
+  await page.locator('.jp-NotebookPanel:visible .jp-Cell').first().waitFor();
 }
 
 test('tag two cells, run on cluster, outputs stream into them, job view, artifact', async ({
@@ -111,7 +135,16 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
     // Prefilled from the notebook's parameters cell.
     const lines = form.locator('[data-testid="jupyter-ext-param"][data-param="lines"]');
     await expect(lines).toHaveValue('6');
+    // A value of the wrong type is refused in the form, before anything is submitted.
+    const run = dialog(page).getByRole('button', { name: 'Run', exact: true });
+    await lines.fill('many');
+    const lineError = form.locator('[data-testid="jupyter-ext-submit-error"][data-param="lines"]');
+    await expect(lineError).toBeVisible();
+    await expect(lineError).not.toBeEmpty();
+    await expect(run).toBeDisabled();
     await lines.fill('5');
+    await expect(lineError).toBeHidden();
+    await expect(run).toBeEnabled();
     await screenshot(dialog(page), 'submit-dialog');
     await dialog(page).getByRole('button', { name: 'Run', exact: true }).click();
     await expect(form).toBeHidden();
@@ -134,6 +167,9 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
     );
     await expect(slowCell.locator('.jp-OutputArea')).toContainText('line 2 of 5');
     await screenshot(page, 'live-outputs');
+    // Leave and come back mid-run: the cells pick up from the last event they applied.
+    expect(TERMINAL).not.toContain((await api(lab, `jobs/${jobId}`)).status);
+    await reopenLab(page, lab);
     for (const index of [slow, plot]) {
       await expect(cell(page, index).getByTestId('jupyter-ext-cell-state')).toHaveAttribute(
         'data-state',
@@ -150,12 +186,7 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
   });
 
   await test.step('reloading the page shows the same outputs, once', async () => {
-    // Lab again, as a user coming back: the workspace reopens the notebook.
-    await page.goto(`${lab.url}lab`);
-    await page.evaluate(async () => {
-      await (window as any).jupyterapp.restored;
-    });
-    await notebookTab(page, 'ui_demo.ipynb').click();
+    await reopenLab(page, lab);
     const slowCell = cell(page, slow);
     await expect(slowCell.getByTestId('jupyter-ext-cell-state')).toHaveAttribute(
       'data-state',
@@ -216,18 +247,7 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
 
 test('a long run is cancelled from the job view; panel and cells say so', async ({ page, lab }) => {
   test.setTimeout(180_000);
-  // The same demo with its two steps already tagged (tagging is the test above).
-  const source = JSON.parse(fs.readFileSync(path.join(lab.root, 'ui_demo.ipynb'), 'utf-8'));
-  const code = source.cells.filter((c: any) => c.cell_type === 'code');
-  const text = (c: any) => (Array.isArray(c.source) ? c.source.join('') : c.source);
-  code.find((c: any) => /time\.sleep/.test(text(c))).metadata.tags = ['step:slow'];
-  code.find((c: any) => /savefig/.test(text(c))).metadata.tags = ['step:plot', 'after:slow'];
-  for (const c of code) {
-    c.outputs = [];
-  }
-  delete source.metadata.jupyter_ext_run;
-  fs.writeFileSync(path.join(lab.root, 'long_demo.ipynb'), JSON.stringify(source));
-
+  taggedDemo(lab.root, 'long_demo.ipynb');
   await openLab(page, lab, 'long_demo.ipynb');
   const slow = await findCell(page, /time\.sleep/);
   const plot = await findCell(page, /savefig/);
@@ -271,4 +291,42 @@ test('a long run is cancelled from the job view; panel and cells say so', async 
     /not_run|cancelled/
   );
   await screenshot(page, 'cancelled');
+});
+
+test('an exception in a step is shown on its cell, in words; later steps do not run', async ({
+  page,
+  lab
+}) => {
+  test.setTimeout(120_000);
+  taggedDemo(lab.root, 'broken_demo.ipynb');
+  await openLab(page, lab, 'broken_demo.ipynb');
+  const slow = await findCell(page, /time\.sleep/);
+  const plot = await findCell(page, /savefig/);
+  const before = await jobIds(lab);
+  await page.getByTestId('jupyter-ext-run').click();
+  const form = page.getByTestId('jupyter-ext-submit-dialog');
+  // A valid float, but time.sleep refuses it: the step fails in that cell.
+  await form.locator('[data-testid="jupyter-ext-param"][data-param="delay"]').fill('-1');
+  await dialog(page).getByRole('button', { name: 'Run', exact: true }).click();
+  const job = await newJob(lab, before);
+  const done = await waitForJob(lab, job.id, j => TERMINAL.includes(j.status));
+  expect(done.status).toBe('failed');
+  const slowCell = cell(page, slow);
+  await expect(slowCell.getByTestId('jupyter-ext-cell-state')).toHaveAttribute(
+    'data-state',
+    'failed'
+  );
+  const error = slowCell.getByTestId('jupyter-ext-cell-error');
+  await expect(error).toBeVisible();
+  await expect(error).toContainText('ValueError');
+  await expect(error).toContainText('sleep length must be non-negative');
+  await expect(cell(page, plot).getByTestId('jupyter-ext-cell-state')).toHaveAttribute(
+    'data-state',
+    'not_run'
+  );
+  // ... and says why, naming the step that failed.
+  const why = cell(page, plot).getByTestId('jupyter-ext-cell-error');
+  await expect(why).toContainText(/not run/i);
+  await expect(why).toContainText('slow');
+  await screenshot(page, 'cell-error');
 });

@@ -76,7 +76,7 @@ test.describe('the built wheel', () => {
         'print("\\n".join(sorted(email.message_from_bytes(z.read(m)).get_all("Requires-Dist") or [])))',
       wheel
     ]);
-    const pyVersion = run('python3', [
+    const pyVersion = run(VENV_PYTHON, [
       '-c',
       'import sys; print("%d.%d" % sys.version_info[:2])'
     ]).trim();
@@ -89,7 +89,7 @@ test.describe('the built wheel', () => {
       `py${pyVersion}-${key}`
     );
     const venv = path.join(work, 'venv');
-    run('python3', ['-m', 'venv', venv]);
+    run(VENV_PYTHON, ['-m', 'venv', venv]);
     const pip = path.join(venv, 'bin', 'pip');
     if (!fs.existsSync(path.join(wheelhouse, '.complete'))) {
       run(pip, ['download', '-q', '-d', wheelhouse, wheel]);
