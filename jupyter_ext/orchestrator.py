@@ -556,10 +556,7 @@ class Orchestrator:
                 status, error = Status.succeeded, None
             else:
                 status = Status.failed
-                error = (end_event or {}).get("error") or {
-                    "message": f"step {name!r} ended with exit code {outcome.exit_code}"
-                    + (f" ({outcome.reason})" if outcome.reason else "")
-                }
+                error = (end_event or {}).get("error") or {"message": _ended_message(name, outcome)}
             if status is Status.failed and attempt <= spec.retries:
                 await self._emit(
                     job_id,
@@ -659,6 +656,17 @@ class Orchestrator:
                 ],
             )
         return outcome, end_event, timed_out
+
+
+def _ended_message(step: str, outcome: Any) -> str:
+    """Why a step's process ended without success, for someone who does not know Kubernetes."""
+    if outcome.exit_code is None:
+        return f"step {step!r} stopped before its process reported an exit code" + (
+            f": {outcome.reason}" if outcome.reason else ""
+        )
+    return f"step {step!r} ended with exit code {outcome.exit_code}" + (
+        f" ({outcome.reason})" if outcome.reason else ""
+    )
 
 
 def _human_seconds(seconds: float) -> str:
