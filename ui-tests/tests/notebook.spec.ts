@@ -75,6 +75,11 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
   lab
 }) => {
   test.setTimeout(240_000);
+  // The demo as shipped (an earlier run of this test saved its tags into the server's copy).
+  fs.copyFileSync(
+    path.join(REPO, 'examples', 'ui_demo.ipynb'),
+    path.join(lab.root, 'ui_demo.ipynb')
+  );
   await openLab(page, lab, 'ui_demo.ipynb');
   await expect(page.locator('.jp-NotebookPanel:visible .jp-Cell').first()).toBeVisible();
   // The demo's cell that prints slowly, and the one that draws a figure and keeps it.
