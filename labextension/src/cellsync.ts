@@ -395,7 +395,12 @@ export class CellSync {
     } else if (status === 'failed' && !this.hasError(step)) {
       this.placeError(step, error ?? {});
     } else if (status === 'not_run' && error?.message) {
-      this.stepMessage(step, { kind: 'warning', text: `Not run: ${error.message}` });
+      // The server already says "not run because step 'x' failed": do not say "Not run" twice.
+      const message = String(error.message);
+      const text = /^not run\b/i.test(message)
+        ? message.charAt(0).toUpperCase() + message.slice(1)
+        : `Not run: ${message}`;
+      this.stepMessage(step, { kind: 'warning', text });
     }
   }
 }

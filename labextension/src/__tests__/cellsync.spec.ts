@@ -324,6 +324,22 @@ describe('CellSync', () => {
     expect(sync.record.messages.a).toEqual({ kind: 'warning', text: "Not run: step 'two' failed" });
   });
 
+  it('does not say "not run" twice when the server already does', () => {
+    const [, sync] = fresh();
+    sync.apply(
+      ev(1, {
+        type: 'step.end',
+        step: 'one',
+        status: 'not_run',
+        error: { message: "not run because step 'two' failed" }
+      })
+    );
+    expect(sync.record.messages.a).toEqual({
+      kind: 'warning',
+      text: "Not run because step 'two' failed"
+    });
+  });
+
   it('marks a retried step queued again and says so', () => {
     const [, sync] = fresh();
     sync.apply(ev(1, { type: 'cell.start', step: 'one', cell_id: 'a', cell_index: 0 }));
