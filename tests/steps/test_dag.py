@@ -143,7 +143,9 @@ async def test_unpicklable_handoff_names_variable_type_step_and_cell(make: Any, 
 async def test_rerun_from_a_step_reuses_earlier_handoffs(make: Any, tmp_path: Path) -> None:
     h = await make(gpus=[])
     first = await h.run(chain(tmp_path))
-    await h.events(first)
+    first_events = await h.events(first)
+    first_job = await h.store.get_job(first)
+    assert first_job["status"] == "succeeded", (first_job["error"], [e for e in first_events if e["type"] == "log"])
     second = await h.run(chain(tmp_path), from_step="train", rerun_of=first)
     events = await h.events(second)
     job = await h.store.get_job(second)
