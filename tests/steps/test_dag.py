@@ -70,7 +70,8 @@ async def test_pipeline_parameters_overridden(make: Any, tmp_path: Path) -> None
 
 
 async def test_diamond_runs_the_middle_steps_in_parallel(make: Any, tmp_path: Path) -> None:
-    h = await make(gpus=[], max_concurrent=4)
+    # two warm runners: b and c both start warm, so their overlap is not hostage to a cold start on a busy machine
+    h = await make(gpus=[], max_concurrent=4, warm_pool=2)
     nb = tagged(
         tmp_path,
         "diamond.ipynb",
