@@ -318,7 +318,7 @@ class PlanHandler(_Base):
         resources, its parameters, and the problems that would refuse it (as `error`)."""
         data = self.body()
         if not isinstance(data, dict):
-            raise ValidationError("the request body must be a JSON object such as {\"notebook\": \"a.ipynb\"}")
+            raise ValidationError('the request body must be a JSON object such as {"notebook": "a.ipynb"}')
         unknown = sorted(set(data) - {"notebook", "backend"})
         if unknown:
             raise ValidationError(
@@ -331,27 +331,16 @@ class PlanHandler(_Base):
                 field="notebook",
             )
         orchestrator = self.ext.orchestrator
-        backend_name = data.get("backend") or orchestrator.default_backend
-        if backend_name not in orchestrator.backends:
-            known = ", ".join(sorted(orchestrator.backends))
-            raise ValidationError(
-                f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend"
-            )
+        backend_name, _ = orchestrator.backend_named(data.get("backend"))
         self.finish(await asyncio.to_thread(_plan_view, orchestrator, relative, backend_name))
 
 
 def _plan_view(orchestrator: Any, relative: str, backend_name: str) -> dict[str, Any]:
     """The body of `POST plan` (runs in a thread: it reads and parses the notebook)."""
-    import nbformat
-
     from .notebook import plan_notebook
     from .notebook.parameters import notebook_parameters
 
-    path = orchestrator.resolve_notebook(relative)
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
-        raise ValidationError(f"notebook: {relative!r} is not a valid notebook: {exc}", field="notebook") from None
+    _, nb = orchestrator.read_notebook(relative)
     ids = [cell.get("id") for cell in nb.cells]
     body: dict[str, Any] = {
         "notebook": relative,

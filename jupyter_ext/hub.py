@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .backends.k8s_manifests import DEFAULT_HOME_MOUNT, LABEL_USER
 from .backends.slugs import label_value, safe_slug
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ ROLE_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get", "list"]},
 ]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyter-ext-hub"}
-USER_KEY = "jupyter-ext/user"
 NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the user's container
 
 
@@ -67,8 +67,8 @@ class UserAccess:
         return {
             "name": self.name,
             "namespace": self.namespace,
-            "labels": {**MANAGED_BY, USER_KEY: label_value(self.username)},
-            "annotations": {USER_KEY: self.username},
+            "labels": {**MANAGED_BY, LABEL_USER: label_value(self.username)},
+            "annotations": {LABEL_USER: self.username},
         }
 
     def service_account(self) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def extension_env(
     image: str,
     service_account: str,
     home_claim: str | None = None,
-    home_mount: str = "/home/jovyan",
+    home_mount: str = DEFAULT_HOME_MOUNT,
     home_rwo: bool = True,
     artifact_store: str | None = None,
 ) -> dict[str, str]:
@@ -237,7 +237,7 @@ class HubIntegration:
     """
 
     artifact_store: str | None = None
-    home_mount: str = "/home/jovyan"
+    home_mount: str = DEFAULT_HOME_MOUNT
     home_rwo: bool | None = None
     prefix: str = "jupyter-ext"
 
@@ -291,7 +291,7 @@ def configure_kubespawner(
     c: Any,
     *,
     artifact_store: str | None = None,
-    home_mount: str = "/home/jovyan",
+    home_mount: str = DEFAULT_HOME_MOUNT,
     home_rwo: bool | None = None,
     prefix: str = "jupyter-ext",
 ) -> HubIntegration:

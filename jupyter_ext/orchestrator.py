@@ -122,6 +122,22 @@ class Orchestrator:
             raise NotFound(f"notebook: {relative!r} does not exist under the server root", field=field)
         return path
 
+    def read_notebook(self, relative: str) -> tuple[Path, Any]:
+        """The notebook under the server root and its contents (blocking: run it in a thread)."""
+        path = self.resolve_notebook(relative)
+        try:
+            return path, nbformat.read(path, as_version=4)
+        except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
+            raise ValidationError(f"notebook: {relative!r} is not a valid notebook: {exc}", field="notebook") from None
+
+    def backend_named(self, name: str | None) -> tuple[str, Backend]:
+        """The backend a job asks for (None: the default), refusing one that is not configured."""
+        name = name or self.default_backend
+        if name not in self.backends:
+            known = ", ".join(sorted(self.backends))
+            raise ValidationError(f"backend: {name!r} is not configured here; use one of: {known}", field="backend")
+        return name, self.backends[name]
+
     def resolve_folder(self, relative: str) -> Path:
         """A folder under the server root ('' is the root itself), refusing anything outside it."""
         field = "cell.workdir"
@@ -201,13 +217,7 @@ class Orchestrator:
         if spec.cell is not None:
             return self._prepare_cell(spec, job_id, user)
         assert spec.notebook is not None
-        path = self.resolve_notebook(spec.notebook)
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
-            raise ValidationError(
-                f"notebook: {spec.notebook!r} is not a valid notebook: {exc}", field="notebook"
-            ) from None
+        path, nb = self.read_notebook(spec.notebook)
         defaults = spec.resources
         plan = plan_notebook(nb, defaults=defaults)
         steps: list[StepSpec] = []
@@ -228,13 +238,7 @@ class Orchestrator:
 
     async def submit(self, spec: JobSpec, user: str) -> tuple[dict[str, Any], bool]:
         """Plan and store a job, then start driving it. Returns (job, created)."""
-        backend_name = spec.backend or self.default_backend
-        if backend_name not in self.backends:
-            known = ", ".join(sorted(self.backends))
-            raise ValidationError(
-                f"backend: {backend_name!r} is not configured here; use one of: {known}", field="backend"
-            )
-        backend = self.backends[backend_name]
+        backend_name, backend = self.backend_named(spec.backend)
         job_id = new_job_id()
         try:
             path, steps = await asyncio.to_thread(self._prepare, spec, job_id, user)
@@ -540,11 +544,24 @@ class Orchestrator:
             attempt = 1
         started = step["started"] or time.time()
         while True:
+            refusal: dict[str, Any] | None = None
             if handle is None:
-                handle = await self._submit(job, step, attempt, backend)
-                if handle is None:
-                    return  # cancelled while waiting for capacity
-            outcome, end_event, timed_out = await self._follow(job_id, name, attempt, handle, backend, spec, started)
+                try:
+                    handle = await self._submit(job, step, attempt, backend)
+                except ValidationError as exc:
+                    # The backend cannot create this attempt as asked (inputs too large to send, no
+                    # node for the user's home volume): the attempt fails with its words.
+                    refusal = {"message": exc.message}
+                else:
+                    if handle is None:
+                        return  # cancelled while waiting for capacity
+            if refusal is not None:
+                outcome, end_event, timed_out = Outcome(None, refusal["message"]), None, False
+            else:
+                assert handle is not None
+                outcome, end_event, timed_out = await self._follow(
+                    job_id, name, attempt, handle, backend, spec, started
+                )
             cancelled = await self._cancel_requested(job_id)
             if cancelled:
                 status, error = Status.cancelled, {"message": "cancelled"}
@@ -556,7 +573,7 @@ class Orchestrator:
                 status, error = Status.succeeded, None
             else:
                 status = Status.failed
-                error = (end_event or {}).get("error") or {"message": _ended_message(name, outcome)}
+                error = refusal or (end_event or {}).get("error") or {"message": _ended_message(name, outcome)}
             if status is Status.failed and attempt <= spec.retries:
                 await self._emit(
                     job_id,

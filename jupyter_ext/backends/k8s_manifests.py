@@ -46,6 +46,7 @@ SHM_VOLUME = "jupyter-ext-shm"
 INPUTS_VOLUME = "jupyter-ext-inputs"
 SCRATCH_VOLUME = "jupyter-ext-attempt"
 HOME_VOLUME = "jupyter-ext-home"
+DEFAULT_HOME_MOUNT = "/home/jovyan"  # where JupyterHub's docker-stacks images keep the user's home
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 # ConfigMaps hold at most 1 MiB (data + binaryData, raw bytes); keep room for keys and metadata.
 MAX_INPUTS_BYTES = 900 * 1024
@@ -96,7 +97,7 @@ class JobOptions:
     extra_container_config: dict[str, Any] = _opt({}, "Deep-merged into the step container last, likewise.")
     user: str = _opt("", "User named in labels when a launch names none (e.g. this server's hub user).")
     home_claim: str | None = _opt(None, "PersistentVolumeClaim of the user's home, mounted into every step pod.")
-    home_mount: str = _opt("/home/jovyan", "Where the home claim is mounted: the same path as in the user's pod.")
+    home_mount: str = _opt(DEFAULT_HOME_MOUNT, "Where the home claim is mounted: the same path as in the user's pod.")
     home_read_write_once: bool = _opt(False, "The home claim is ReadWriteOnce: step pods must run on the user's node.")
     home_pod_labels: dict[str, str] = _opt({}, "Labels of the user's pod; step pods require affinity to its node.")
     home_pod_namespace: str | None = _opt(None, "Namespace of the user's pod, when not the jobs' namespace.")
@@ -459,6 +460,11 @@ def _human_bytes(n: int) -> str:
     return f"{n / _MI:.1f} MiB" if n >= _MI else f"{math.ceil(n / 1024)} KiB"
 
 
+def job_owner_references(job_name: str, uid: str) -> list[dict[str, str]]:
+    """ownerReferences making an object the Job's: Kubernetes deletes it with the Job."""
+    return [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": uid}]
+
+
 def make_inputs_configmap(
     name: str,
     job_name: str,
@@ -501,7 +507,7 @@ def make_inputs_configmap(
     if labels:
         metadata["labels"] = dict(labels)
     if owner_uid is not None:
-        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": owner_uid}]
+        metadata["ownerReferences"] = job_owner_references(job_name, owner_uid)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

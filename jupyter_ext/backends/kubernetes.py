@@ -39,10 +39,12 @@ from ..runner.emitter import parse_line
 from .base import Backend, Outcome, StepLaunch
 from .k8s_manifests import (
     CONTAINER_NAME,
+    DEFAULT_HOME_MOUNT,
     INPUTS_DIR,
     MAX_INPUTS_BYTES,
     SCRATCH_DIR,
     JobOptions,
+    job_owner_references,
     label_selector,
     make_inputs_configmap,
     make_job,
@@ -308,7 +310,7 @@ class KubernetesBackend(Backend):
         "are refused with an error naming the step.",
     ).tag(config=True)
     log_outputs_max_bytes = Int(
-        8 * 2**20,
+        transfer.DEFAULT_LOG_BUDGET,
         help="Without shared paths or an artifact store, a step's hand-off variables and artifacts come back "
         "over its pod log, up to this many bytes; larger files are left out with a message.",
     ).tag(config=True)
@@ -330,7 +332,7 @@ class KubernetesBackend(Backend):
 
     @default("home_mount")
     def _default_home_mount(self) -> str:
-        return os.environ.get("JUPYTER_EXT_HOME_MOUNT") or "/home/jovyan"
+        return os.environ.get("JUPYTER_EXT_HOME_MOUNT") or DEFAULT_HOME_MOUNT
 
     home_read_write_once = Bool(
         help="home_claim is ReadWriteOnce: step pods get required affinity to the user's node "
@@ -592,22 +594,6 @@ class KubernetesBackend(Backend):
         return str(handle["job_name"])
 
     async def submit(self, launch: StepLaunch) -> dict[str, Any]:
-        try:
-            return await self._submit(launch)
-        except ValidationError as exc:
-            # This attempt cannot be created as asked (inputs too large for a ConfigMap, no node for
-            # a ReadWriteOnce home): the step fails with that message, not as an internal error.
-            return {
-                "backend": self.name,
-                "namespace": self.namespace,
-                "job_name": job_name(launch.job_id, launch.step, launch.attempt),
-                "attempt_dir": launch.attempt_dir,
-                "step": launch.step,
-                "started": time.time(),
-                "refused": exc.message,
-            }
-
-    async def _submit(self, launch: StepLaunch) -> dict[str, Any]:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         await self.start()
@@ -623,7 +609,7 @@ class KubernetesBackend(Backend):
         files = await asyncio.to_thread(prepare)
         env = dict(launch.env)
         handle: dict[str, Any] = {"transport": mode}
-        inputs_configmap = None
+        configmap: dict[str, Any] | None = None
         if mode == "shared":
             env["JUPYTER_EXT_ARTIFACTS_DIR"] = str(attempt_dir / "artifacts")
             paths = {"notebook": launch.notebook, "attempt_dir": launch.attempt_dir, "workdir": launch.workdir}
@@ -664,19 +650,23 @@ class KubernetesBackend(Backend):
             else:
                 env[transfer.ENV_OUTPUTS] = transfer.OUTPUTS_LOG
                 env[transfer.ENV_OUTPUTS_MAX] = str(self.log_outputs_max_bytes)
-                inputs_configmap = job_name(launch.job_id, launch.step, launch.attempt)
-                # Raises, naming the step and the settings, when the inputs are too large for a ConfigMap.
-                make_inputs_configmap(
-                    inputs_configmap,
-                    inputs_configmap,
+                # Named like the Job. Raises, naming the step and the settings, when the inputs are too
+                # large for a ConfigMap. Its owner (the Job's uid) is known once the Job exists.
+                cm_name = job_name(launch.job_id, launch.step, launch.attempt)
+                configmap = make_inputs_configmap(
+                    cm_name,
+                    cm_name,
                     files,
                     None,
+                    namespace=self.namespace,
                     step=launch.step,
                     max_bytes=self.configmap_max_bytes,
                 )
         launch = StepLaunch(**{**launch.__dict__, "env": env})
         command = runner_command(launch, python=self.python, **paths)
-        manifest = await self.build_job(launch, command, inputs_configmap=inputs_configmap)
+        manifest = await self.build_job(
+            launch, command, inputs_configmap=configmap["metadata"]["name"] if configmap else None
+        )
         name = manifest["metadata"]["name"]
         try:
             created = await self.batch.create_namespaced_job(
@@ -689,8 +679,9 @@ class KubernetesBackend(Backend):
             if exc.status != 409:  # 409: created before a restart; adopt it
                 raise BackendError(f"could not create the Job of step {launch.step!r}: {_reason(exc)}") from None
             uid = None
-        if inputs_configmap is not None:
-            await self._create_inputs(launch, name, uid, files, manifest["metadata"]["labels"])
+        if configmap is not None:
+            configmap["metadata"]["labels"] = dict(manifest["metadata"]["labels"])
+            await self._create_inputs(launch, name, uid, configmap)
         handle.update(
             backend=self.name,
             namespace=self.namespace,
@@ -701,9 +692,7 @@ class KubernetesBackend(Backend):
         )
         return handle
 
-    async def _create_inputs(
-        self, launch: StepLaunch, job: str, uid: str | None, files: dict[str, bytes], labels: dict[str, str]
-    ) -> None:
+    async def _create_inputs(self, launch: StepLaunch, job: str, uid: str | None, body: dict[str, Any]) -> None:
         """The inputs ConfigMap, owned by the Job so it goes when the Job goes (TTL, cancel)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -712,16 +701,7 @@ class KubernetesBackend(Backend):
                 uid = (
                     await self.batch.read_namespaced_job(job, self.namespace, _request_timeout=self.request_timeout)
                 ).metadata.uid
-            body = make_inputs_configmap(
-                job,
-                job,
-                files,
-                uid,
-                namespace=self.namespace,
-                labels=labels,
-                step=launch.step,
-                max_bytes=self.configmap_max_bytes,
-            )
+            body["metadata"]["ownerReferences"] = job_owner_references(job, uid)
             await self.core.create_namespaced_config_map(self.namespace, body, _request_timeout=self.request_timeout)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status == 409:
@@ -778,18 +758,11 @@ class KubernetesBackend(Backend):
 
     async def adopt(self, handle: dict[str, Any]) -> bool:
         assert self.jobs is not None
-        if handle.get("refused"):
-            return False
         await self.jobs.first_list.wait()
         return handle["job_name"] in self.jobs.objects
 
     async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
         assert self.pods is not None and self.events_reflector is not None
-        if handle.get("refused"):
-            refusal = {"message": handle["refused"]}
-            yield [{"type": "step.end", "status": "failed", "exit_code": None, "error": refusal}]
-            self._outcomes[self._key(handle)] = Outcome(None, handle["refused"])
-            return
         await self.pods.first_list.wait()
         seen_diagnostics: set[str] = set()
         waiting_told: set[str] = set()

@@ -15,12 +15,10 @@ import json
 import tokenize
 from typing import Any
 
-PARAMETER_TAGS = ("parameters", "pipeline-parameters")
+from .plan import cell_source
+from .tags import BARE_TAGS
 
-
-def _source(cell: Any) -> str:
-    text = cell.get("source", "")
-    return "".join(text) if isinstance(text, list) else str(text)
+PARAMETER_TAGS = tuple(tag for tag, role in BARE_TAGS.items() if role == "parameters")
 
 
 def _comments(source: str) -> dict[int, str]:
@@ -97,7 +95,7 @@ def notebook_parameters(nb: Any) -> list[dict[str, Any]]:
         tags = (cell.get("metadata") or {}).get("tags") or []
         if not isinstance(tags, list) or not any(t in PARAMETER_TAGS for t in tags if isinstance(t, str)):
             continue
-        for parameter in cell_parameters(_source(cell), index):
+        for parameter in cell_parameters(cell_source(cell), index):
             by_name.pop(parameter["name"], None)
             by_name[parameter["name"]] = parameter
     return list(by_name.values())

@@ -291,7 +291,8 @@ def _conflict(cell: int, tag: str, old_tag: str, old_cell: int, what: str, step:
     )
 
 
-def _source(cell: Any) -> str:
+def cell_source(cell: Any) -> str:
+    """A cell's source as one string (nbformat allows a list of lines)."""
     text = cell.get("source", "")
     return "".join(text) if isinstance(text, list) else str(text)
 
@@ -550,7 +551,7 @@ def _is_python(metadata: Any) -> bool:
 
 def _handoffs(plan: Plan, cells: list[Any]) -> None:
     codes = [handoff.StepCode(name=s.name, cells=s.cells, after=s.after) for s in plan.steps]
-    sources = {i: _source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+    sources = {i: cell_source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
     shared = plan.parameters_cells + plan.prelude_cells
     flows, notes = handoff.analyze_steps(codes, sources, shared)
     errors = [Problem(n.message, cell=n.cell, step=n.step) for n in notes if n.error]

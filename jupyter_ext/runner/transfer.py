@@ -1,6 +1,6 @@
 """Step inputs in, outputs out, when the step's pod cannot see the server's disk.
 
-The Kubernetes backend moves a step's files one of three ways (`KubernetesBackend._transport`):
+The Kubernetes backend moves a step's files one of three ways (`KubernetesBackend.transport`):
 
 - ``shared``: pod and server see the same paths (a shared volume); nothing to move.
 - ``configmap``: small inputs are mounted from a ConfigMap owned by the Job; outputs (hand-off
