@@ -199,23 +199,39 @@ cmd_down() {
   log "cluster $CLUSTER_NAME deleted"
 }
 
+pid_file() { echo "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pids/$1.pid"; }
+
+stop_component() {
+  # stop_component NAME TENTHS: SIGTERM to one control-plane component, SIGKILL if it is still
+  # there after TENTHS tenths of a second, then forget its pid file (`kwokctl start` restarts
+  # the components that have none).
+  local pidf pid i
+  pidf=$(pid_file "$1")
+  sanitize_pids
+  [[ -f "$pidf" ]] || return 0
+  pid=$(cat "$pidf")
+  kill "$pid"
+  for i in $(seq 1 "$2"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$pidf"
+}
+
+start_stopped_components() {
+  # setsid: the restarted component must not belong to (and die with) the caller's process group
+  setsid "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
+}
+
 cmd_restart_kwok() {
   # Restart only kwok-controller: every `kubectl logs -f` stream served by KWOK ends (cleanly,
   # exit 0), which is how a test can exercise log-stream reconnects. The node Leases still name
   # the old process (holder = hostname + a random UUID per process) and a new kwok-controller
   # waits for them to expire (200 s) before it manages any node or pod; deleting them while no
   # kwok-controller runs lets the new one create fresh Leases and take over at once.
-  local pidf="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pids/kwok-controller.pid" pid i
-  sanitize_pids
-  if [[ -f "$pidf" ]]; then
-    pid=$(cat "$pidf")
-    kill "$pid"
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_component kwok-controller 100
   kc -n kube-node-lease delete lease --all >&2
-  # setsid: the restarted component must not belong to (and die with) the caller's process group
-  setsid "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
-  log "kwok-controller restarted (pid $(cat "$pidf"))"
+  start_stopped_components
+  log "kwok-controller restarted (pid $(cat "$(pid_file kwok-controller)"))"
 }
 
 cmd_restart_apiserver() {
@@ -224,24 +240,15 @@ cmd_restart_apiserver() {
   # (The controller-manager and scheduler run with --leader-elect=false: with leader election
   # they exit with "leaderelection lost" when the apiserver is away longer than their 10 s
   # renew deadline, and nothing would restart them.)
-  local pidf="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pids/kube-apiserver.pid" pid i
-  sanitize_pids
-  if [[ -f "$pidf" ]]; then
-    pid=$(cat "$pidf")
-    # SIGTERM starts a graceful shutdown that stops accepting connections at once but keeps
-    # serving open watches for a long while (>10 s measured): without the SIGKILL the old server
-    # would keep them alive next to the new one, and no client would notice a restart.
-    kill "$pid"
-    for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$pidf"
-  fi
-  # setsid: the restarted component must not belong to (and die with) the caller's process group
-  setsid "$BIN/kwokctl" start cluster --name "$CLUSTER_NAME" >&2
+  # SIGTERM starts a graceful shutdown that stops accepting connections at once but keeps
+  # serving open watches for a long while (>10 s measured): without the SIGKILL after 3 s the
+  # old server would keep them alive next to the new one, and no client would notice a restart.
+  local i
+  stop_component kube-apiserver 30
+  start_stopped_components
   for i in $(seq 1 100); do kc get --raw /readyz >/dev/null 2>&1 && break; sleep 0.2; done
   kc get --raw /readyz >/dev/null
-  log "kube-apiserver restarted (pid $(cat "$pidf"))"
+  log "kube-apiserver restarted (pid $(cat "$(pid_file kube-apiserver)"))"
 }
 
 cmd_env() {

@@ -21,6 +21,7 @@ from jupyter_ext.store import AsyncStore, Store
 from tests.kubernetes.conftest import CLUSTER_NAME, Cluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "k8s"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 
@@ -60,6 +61,19 @@ async def scenario(cluster: Cluster, namespace: str, root: Path, body: Any, **op
 
 def run(cluster: Cluster, namespace: str, root: Path, body: Any, **options: Any) -> Any:
     return asyncio.run(asyncio.wait_for(scenario(cluster, namespace, root, body, **options), 240))
+
+
+async def cluster_sh(command: str) -> None:
+    """`scripts/k8s/cluster.sh COMMAND` on the test cluster (restart-kwok, restart-apiserver)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPTS / "cluster.sh"),
+        command,
+        env={**os.environ, "CLUSTER_NAME": CLUSTER_NAME},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()[-3000:]
 
 
 def test_two_steps_run_as_jobs_with_events_from_the_pod_log(
@@ -162,14 +176,7 @@ def test_log_stream_drop_resumes_without_gap_or_duplicate(k8s_cluster: Cluster, 
                 break
             await asyncio.sleep(0.25)
         # Restarting KWOK ends every open log stream while the pod keeps running.
-        restart = await asyncio.create_subprocess_exec(
-            str(Path(__file__).resolve().parents[2] / "scripts" / "k8s" / "cluster.sh"),
-            "restart-kwok",
-            env={**os.environ, "CLUSTER_NAME": CLUSTER_NAME},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert await restart.wait() == 0
+        await cluster_sh("restart-kwok")
         final = await orch.wait(job["id"])
         assert final["status"] == "succeeded", final["error"]
         events = await store.events(job["id"])

@@ -4,7 +4,7 @@ under our watches, an image that cannot be pulled, a container that restarts."""
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import sys
 import textwrap
 import time
@@ -19,23 +19,10 @@ from jupyter_ext.models import JobSpec
 from jupyter_ext.orchestrator import Orchestrator
 from jupyter_ext.runner.emitter import LINE_PREFIX
 from jupyter_ext.store import AsyncStore
-from tests.kubernetes.conftest import CLUSTER_NAME, Cluster
-from tests.kubernetes.test_backend import run, write
+from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.test_backend import cluster_sh, run, write
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "k8s"
-
-
-async def cluster_sh(command: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        str(SCRIPTS / "cluster.sh"),
-        command,
-        env={**os.environ, "CLUSTER_NAME": CLUSTER_NAME},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()[-3000:]
 
 
 def test_restarting_the_api_server_during_a_watch_loses_no_transition(
@@ -102,10 +89,10 @@ def test_an_image_that_cannot_be_pulled_is_named_and_fails_the_step(
         assert "the step fails if it cannot be pulled within 3s" in told[0]["text"]
         assert told[0]["seq"] < next(e["seq"] for e in events if e["type"] == "step.end")
         assert [e["type"] for e in events].count("step.end") == 1
-        for _ in range(40):
-            if not (await backend.batch.list_namespaced_job(namespace)).items:
-                break
-            await asyncio.sleep(0.25)
+        jobs = backend.jobs
+        assert jobs is not None
+        with contextlib.suppress(TimeoutError):  # the backend's own watch of Jobs sees the deletion
+            await jobs.wait_for(lambda: not jobs.objects, timeout=10)
         assert not (await backend.batch.list_namespaced_job(namespace)).items, "the Job was deleted"
 
     run(k8s_cluster, namespace, tmp_path, body, image_pull_grace=3.0)

@@ -6,15 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from jupyter_ext.notebook.parameters import cell_parameters
 from tests.conftest import check_response
-from tests.notebooks import KERNEL
-
-
-def _write(root: Path, name: str, cells: list[Any]) -> None:
-    nbformat.write(new_notebook(cells=cells, metadata=KERNEL), root / name)
+from tests.notebooks import _write
 
 
 async def test_plan_lists_steps_cells_resources_and_parameters(api: Any, notebooks: Path) -> None:

@@ -5,25 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell
 
 from tests.conftest import check_response
+from tests.notebooks import _write
 
 pytestmark = pytest.mark.slow
 
-KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-
 
 def two_steps(root: Path) -> str:
-    nb = new_notebook(metadata=KERNEL)
-    nb.cells = [
-        new_code_cell("n = 3", metadata={"tags": ["parameters"]}),
-        new_code_cell("data = list(range(n))\nprint('loaded', len(data))", metadata={"tags": ["step:load"]}),
-        new_code_cell("print('total', sum(data))", metadata={"tags": ["step:train", "after:load"]}),
-    ]
-    nbformat.write(nb, root / "two_steps.ipynb")
+    _write(
+        root,
+        "two_steps.ipynb",
+        [
+            new_code_cell("n = 3", metadata={"tags": ["parameters"]}),
+            new_code_cell("data = list(range(n))\nprint('loaded', len(data))", metadata={"tags": ["step:load"]}),
+            new_code_cell("print('total', sum(data))", metadata={"tags": ["step:train", "after:load"]}),
+        ],
+    )
     return "two_steps.ipynb"
 
 

@@ -46,6 +46,29 @@ function taggedDemo(root: string, name: string): void {
   fs.writeFileSync(path.join(root, name), JSON.stringify(source));
 }
 
+/**
+ * Open a tagged copy of the demo as `name` and run it from the submit dialog with one
+ * parameter changed; answers the job and the indexes of the two steps' cells.
+ */
+async function submitTaggedDemo(
+  page: Page,
+  lab: { url: string; token: string; root: string },
+  name: string,
+  param: string,
+  value: string
+): Promise<{ job: any; slow: number; plot: number }> {
+  taggedDemo(lab.root, name);
+  await openLab(page, lab, name);
+  const slow = await findCell(page, /time\.sleep/);
+  const plot = await findCell(page, /savefig/);
+  const before = await jobIds(lab);
+  await page.getByTestId('jupyter-ext-run').click();
+  const form = page.getByTestId('jupyter-ext-submit-dialog');
+  await form.locator(`[data-testid="jupyter-ext-param"][data-param="${param}"]`).fill(value);
+  await dialog(page).getByRole('button', { name: 'Run', exact: true }).click();
+  return { job: await newJob(lab, before), slow, plot };
+}
+
 async function openJobsPanel(page: Page) {
   const panel = page.getByTestId('jupyter-ext-jobs-panel');
   if (!(await panel.isVisible())) {
@@ -252,16 +275,7 @@ test('tag two cells, run on cluster, outputs stream into them, job view, artifac
 
 test('a long run is cancelled from the job view; panel and cells say so', async ({ page, lab }) => {
   test.setTimeout(180_000);
-  taggedDemo(lab.root, 'long_demo.ipynb');
-  await openLab(page, lab, 'long_demo.ipynb');
-  const slow = await findCell(page, /time\.sleep/);
-  const plot = await findCell(page, /savefig/);
-  const before = await jobIds(lab);
-  await page.getByTestId('jupyter-ext-run').click();
-  const form = page.getByTestId('jupyter-ext-submit-dialog');
-  await form.locator('[data-testid="jupyter-ext-param"][data-param="lines"]').fill('600');
-  await dialog(page).getByRole('button', { name: 'Run', exact: true }).click();
-  const job = await newJob(lab, before);
+  const { job, slow, plot } = await submitTaggedDemo(page, lab, 'long_demo.ipynb', 'lines', '600');
   const slowCell = cell(page, slow);
   await expect(slowCell.locator('.jp-OutputArea-output', { hasText: 'line 1 of 600' })).toBeVisible(
     {
@@ -303,17 +317,8 @@ test('an exception in a step is shown on its cell, in words; later steps do not 
   lab
 }) => {
   test.setTimeout(120_000);
-  taggedDemo(lab.root, 'broken_demo.ipynb');
-  await openLab(page, lab, 'broken_demo.ipynb');
-  const slow = await findCell(page, /time\.sleep/);
-  const plot = await findCell(page, /savefig/);
-  const before = await jobIds(lab);
-  await page.getByTestId('jupyter-ext-run').click();
-  const form = page.getByTestId('jupyter-ext-submit-dialog');
   // A valid float, but time.sleep refuses it: the step fails in that cell.
-  await form.locator('[data-testid="jupyter-ext-param"][data-param="delay"]').fill('-1');
-  await dialog(page).getByRole('button', { name: 'Run', exact: true }).click();
-  const job = await newJob(lab, before);
+  const { job, slow, plot } = await submitTaggedDemo(page, lab, 'broken_demo.ipynb', 'delay', '-1');
   const done = await waitForJob(lab, job.id, j => TERMINAL.includes(j.status));
   expect(done.status).toBe('failed');
   const slowCell = cell(page, slow);
