@@ -77,6 +77,8 @@ export class ArtifactsView extends Widget {
   private error = '';
   private previews = new Map<string, string>();
   private pending: Promise<void> | null = null;
+  /** A refresh asked for while one was in flight: it may miss what came since, so list again. */
+  private again = false;
 
   constructor(
     private readonly client: JupyterExtClient,
@@ -93,13 +95,23 @@ export class ArtifactsView extends Widget {
     return this.artifacts;
   }
 
-  /** List the artifacts again (concurrent calls share one request). */
+  /**
+   * List the artifacts again. Calls while a request is in flight share one more request after
+   * it, so an artifact stored meanwhile is not missed.
+   */
   refresh(): Promise<void> {
-    if (!this.pending) {
-      this.pending = this.load().finally(() => {
-        this.pending = null;
-      });
+    if (this.pending) {
+      this.again = true;
+      return this.pending;
     }
+    this.pending = (async () => {
+      do {
+        this.again = false;
+        await this.load();
+      } while (this.again && !this.isDisposed);
+    })().finally(() => {
+      this.pending = null;
+    });
     return this.pending;
   }
 

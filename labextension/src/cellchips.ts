@@ -10,16 +10,7 @@ import { Signal } from '@lumino/signaling';
 import { PanelLayout, Widget } from '@lumino/widgets';
 import type { ICellMessage, IRunRecord } from './cellsync';
 import { analyzeNotebook, chipText, INotebookSteps } from './tagmodel';
-import type { Status } from './tokens';
-
-const STATE_WORDS: { [state: string]: string } = {
-  queued: 'queued',
-  running: 'running',
-  succeeded: 'done',
-  failed: 'failed',
-  cancelled: 'cancelled',
-  not_run: 'not run'
-};
+import { Status, STATUS_WORDS } from './tokens';
 
 /** The bar of one code cell. */
 export class CellBar extends Widget {
@@ -97,7 +88,7 @@ export class CellBar extends Widget {
     if (state) {
       this.state.hidden = false;
       this.state.dataset.state = state;
-      this.state.textContent = STATE_WORDS[state] ?? state;
+      this.state.textContent = STATUS_WORDS[state] ?? state;
     } else {
       this.state.hidden = true;
       delete this.state.dataset.state;
@@ -196,7 +187,7 @@ export class CellDecorator {
       }
       let bar = this.bars.get(cell);
       if (!bar) {
-        bar = new CellBar(b => this.onChip(this.panel.content.widgets.indexOf(this.cellOf(b)!)));
+        bar = new CellBar(() => this.onChip(this.panel.content.widgets.indexOf(cell)));
         this.bars.set(cell, bar);
         const created = bar;
         void cell.ready.then(() => {
@@ -215,14 +206,5 @@ export class CellDecorator {
         this.bars.delete(cell);
       }
     }
-  }
-
-  private cellOf(bar: CellBar): Cell | undefined {
-    for (const [cell, b] of this.bars) {
-      if (b === bar) {
-        return cell;
-      }
-    }
-    return undefined;
   }
 }

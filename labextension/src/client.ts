@@ -42,6 +42,24 @@ export class ApiError extends Error {
   }
 }
 
+/** An answer's body: its JSON, `{message: text}` when it is not JSON, undefined when empty. */
+function parseBody(text: string): any {
+  if (!text) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text };
+  }
+}
+
+/** The error a 4xx/5xx answer stands for, with the server's message when it gave one. */
+function apiError(response: Response, body: IApiErrorBody | undefined): ApiError {
+  const message = body?.message || `${response.status} ${response.statusText}`;
+  return new ApiError(response.status, message, body ?? {});
+}
+
 export type MakeRequest = (
   url: string,
   init: RequestInit,
@@ -62,18 +80,9 @@ export class JupyterExtClient {
 
   private async request<T>(path: string, init: RequestInit = {}, query?: any): Promise<T> {
     const response = await this.makeRequest(this.url(path, query), init, this.settings);
-    const text = await response.text();
-    let body: any = undefined;
-    if (text) {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = { message: text };
-      }
-    }
+    const body = parseBody(await response.text());
     if (!response.ok) {
-      const message = body?.message || `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message, body ?? {});
+      throw apiError(response, body);
     }
     return body as T;
   }
@@ -221,15 +230,7 @@ export class JupyterExtClient {
   async artifactBlob(id: string, name: string): Promise<Blob> {
     const response = await this.makeRequest(this.artifactUrl(id, name), {}, this.settings);
     if (!response.ok) {
-      const text = await response.text();
-      let body: IApiErrorBody = {};
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = { message: text };
-      }
-      const message = body?.message || `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message, body);
+      throw apiError(response, parseBody(await response.text()));
     }
     return response.blob();
   }

@@ -22,15 +22,11 @@ export const CommandIDs = {
 /** The job view as a main-area document. */
 export function createJobView(options: IJobViewOptions): MainAreaWidget<JobView> {
   const content = new JobView(options);
+  // MainAreaWidget keeps its title's label and caption in step with the content's.
   const widget = new MainAreaWidget({ content });
   widget.id = `jupyter-ext-job-${options.jobId}`;
-  widget.title.label = content.title.label;
   widget.title.icon = listIcon;
   widget.title.closable = true;
-  content.title.changed.connect(() => {
-    widget.title.label = content.title.label;
-    widget.title.caption = content.title.caption;
-  });
   return widget;
 }
 
@@ -51,7 +47,6 @@ export function activateJobViews(
   };
   const openHtml = (label: string, html: string) => {
     const view = new MainAreaWidget({ content: new HtmlView(html, label) });
-    view.title.label = label;
     view.title.closable = true;
     app.shell.add(view, 'main', { mode: 'split-right' });
     app.shell.activateById(view.id);

@@ -7,6 +7,7 @@
 import { Panel, Widget } from '@lumino/widgets';
 import { ArtifactsView, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
+import { el, resourcesText } from './dom';
 import {
   applyEvent,
   explainError,
@@ -20,6 +21,8 @@ import { duration, progressBar, statusBadge } from './panel';
 import { StepGraph } from './stepgraph';
 import { IEvent, IEventStream, IJob, IRerunSpec, IStep, TERMINAL } from './tokens';
 
+export { resourcesText }; // the job view's step line; shared with the submit dialog (dom.ts)
+
 export interface IJobViewOptions {
   client: JupyterExtClient;
   jobId: string;
@@ -29,41 +32,6 @@ export interface IJobViewOptions {
   actions?: IArtifactActions;
   /** Milliseconds to gather events before fetching the job again. */
   refetchMs?: number;
-}
-
-/** `2 GPU · 16Gi · 4 CPU · image python:3.11`, or `` for a step that asks for nothing. */
-export function resourcesText(step: Pick<IStep, 'resources'>): string {
-  const r = step.resources;
-  if (!r) {
-    return '';
-  }
-  const parts: string[] = [];
-  if (r.gpu) {
-    parts.push(`${r.gpu} GPU`);
-  }
-  if (r.memory) {
-    parts.push(`${r.memory} memory`);
-  }
-  if (r.cpu) {
-    parts.push(`${r.cpu} CPU`);
-  }
-  if (r.image) {
-    parts.push(`image ${r.image}`);
-  }
-  return parts.join(' · ');
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 function actionButton(label: string, testid: string, warn = false): HTMLButtonElement {
@@ -173,6 +141,8 @@ export class JobView extends Panel {
   private refetchTimer: ReturnType<typeof setTimeout> | null = null;
   private artifactsTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly refetchMs: number;
+  /** The last seq the first fetch already covered: its replay needs no fetch again. */
+  private fetchedSeq = 0;
 
   readonly header = new Widget();
   readonly graph = new StepGraph();
@@ -250,7 +220,9 @@ export class JobView extends Panel {
   private async start(): Promise<void> {
     const { client, jobId } = this.options;
     try {
-      this.setJob(await client.getJob(jobId));
+      const job = await client.getJob(jobId);
+      this.fetchedSeq = job.last_seq;
+      this.setJob(job);
     } catch (error: any) {
       this.say(`Could not load job ${jobId}: ${String(error?.message ?? error)}`, true);
       return;
@@ -314,11 +286,17 @@ export class JobView extends Panel {
         this.diagnostics.set(event.step, list.slice(-5));
       }
     }
+    // The stream replays from the first event. Those the first fetch already covered still
+    // go through applyEvent (the server stores a step's end before its row says so) but need
+    // no fetch of the job or the artifacts again.
+    const fresh = event.seq > this.fetchedSeq;
     if (this.job && STATUS_EVENTS.has(event.type)) {
       this.job = applyEvent(this.job, event);
-      this.refetchSoon();
+      if (fresh) {
+        this.refetchSoon();
+      }
     }
-    if (['artifact', 'step.end', 'job.end'].includes(event.type)) {
+    if (fresh && ['artifact', 'step.end', 'job.end'].includes(event.type)) {
       this.refreshArtifactsSoon();
     }
     if (STATUS_EVENTS.has(event.type) || event.type === 'cell.end' || event.type === 'log') {

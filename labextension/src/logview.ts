@@ -32,6 +32,7 @@ export class LogModel {
   /** Whether the last line ended in a carriage return: what comes next overwrites it. */
   private returned = false;
   private droppedCount = 0;
+  private revisionCount = 0;
   private readonly changedSignal = new Signal<this, void>(this);
 
   /** @param maxLines oldest lines are let go beyond this many, to bound memory */
@@ -50,6 +51,11 @@ export class LogModel {
   /** Lines let go from the top because the log grew past `maxLines`. */
   get dropped(): number {
     return this.droppedCount;
+  }
+
+  /** Counts appends: it moves when the last line grew in place, though `length` did not. */
+  get revision(): number {
+    return this.revisionCount;
   }
 
   line(index: number): string {
@@ -91,6 +97,7 @@ export class LogModel {
       this.returned = last && part.endsWith('\r');
     });
     this.trim();
+    this.revisionCount++;
     this.changedSignal.emit();
   }
 
@@ -165,7 +172,7 @@ export class LogView extends Widget {
   private follow = true;
   /** Where we last scrolled to ourselves (to the end), until its scroll event came. */
   private scrolledTo: number | null = null;
-  private rendered = { start: 0, end: 0, length: -1, dropped: -1 };
+  private rendered = { start: 0, end: 0, revision: -1 };
 
   constructor(
     readonly model: LogModel,
@@ -293,15 +300,10 @@ export class LogView extends Widget {
       this.overscan
     );
     const last = this.rendered;
-    if (
-      last.start === start &&
-      last.end === end &&
-      last.length === total &&
-      last.dropped === model.dropped
-    ) {
+    if (last.start === start && last.end === end && last.revision === model.revision) {
       return;
     }
-    this.rendered = { start, end, length: total, dropped: model.dropped };
+    this.rendered = { start, end, revision: model.revision };
     this.rows.style.transform = `translateY(${start * this.rowHeight}px)`;
     // Reuse the row elements already there; add or remove only the difference.
     const needed = end - start;

@@ -188,7 +188,7 @@ export class NotebookRun implements IDisposable {
     if (!choice) {
       return;
     }
-    const ids = this.tags.cells().map((_, i) => this.panel.content.model!.cells.get(i).id);
+    const ids = Array.from(this.panel.content.model!.cells, cell => cell.id);
     let job;
     try {
       job = await this.client.submit({
@@ -355,10 +355,7 @@ export const notebookRunPlugin: JupyterFrontEndPlugin<void> = {
       ServerConnection.makeRequest
     );
     const target = (args: { panel?: unknown }): NotebookPanel | null => {
-      const panel = args.panel
-        ? (tracker.find(p => p.id === args.panel) ?? null)
-        : tracker.currentWidget;
-      return panel;
+      return args.panel ? (tracker.find(p => p.id === args.panel) ?? null) : tracker.currentWidget;
     };
     app.commands.addCommand(RUN_COMMAND, {
       label: 'Run on cluster',

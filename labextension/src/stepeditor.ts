@@ -5,6 +5,7 @@
  */
 
 import { Widget } from '@lumino/widgets';
+import { isRecheck, recheckDialog } from './dom';
 import {
   FORM_FIELDS,
   FormErrors,
@@ -31,7 +32,6 @@ const LABELS: Record<FormField, [string, string]> = {
 export class StepEditorBody extends Widget {
   private readonly inputs = new Map<FormField, HTMLInputElement>();
   private readonly errors = new Map<FormField, HTMLElement>();
-  private redispatching = false;
   private touched = false;
 
   constructor(
@@ -111,28 +111,18 @@ export class StepEditorBody extends Widget {
   }
 
   handleEvent(event: Event): void {
-    if (event.type !== 'input' || this.redispatching) {
+    if (event.type !== 'input' || isRecheck(event)) {
       return;
     }
     this.touched = true;
     this.validate();
-    this.recheck();
+    recheckDialog(this.node);
   }
 
   protected onAfterAttach(): void {
     this.validate();
-    this.recheck();
+    recheckDialog(this.node);
     this.inputs.get('name')!.focus();
-  }
-
-  /** The dialog checks `.jp-mod-error` on input events, before our own listener ran: ask again. */
-  private recheck(): void {
-    this.redispatching = true;
-    try {
-      this.node.dispatchEvent(new Event('input', { bubbles: true }));
-    } finally {
-      this.redispatching = false;
-    }
   }
 }
 

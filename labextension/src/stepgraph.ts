@@ -6,7 +6,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { edgePath, GraphError, IGraphLayout, layoutGraph } from './graphlayout';
-import { IStep, Status } from './tokens';
+import { IStep, STATUS_WORDS } from './tokens';
 
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -26,15 +26,6 @@ export function nodeWidthFor(names: readonly string[]): number {
   const longest = Math.max(0, ...names.map(n => n.length));
   return Math.min(220, Math.max(110, 7.5 * longest + 44));
 }
-
-const STATUS_LABEL: { [key in Status]: string } = {
-  queued: 'queued',
-  running: 'running',
-  succeeded: 'done',
-  failed: 'failed',
-  cancelled: 'cancelled',
-  not_run: 'not run'
-};
 
 export class StepGraph extends Widget {
   private readonly svgNode: SVGSVGElement;
@@ -81,7 +72,7 @@ export class StepGraph extends Widget {
         continue;
       }
       node.setAttribute('data-status', step.status);
-      const label = STATUS_LABEL[step.status] ?? step.status;
+      const label = STATUS_WORDS[step.status] ?? step.status;
       const attempt = step.reused_from
         ? ' (reused)'
         : step.attempt > 1

@@ -6,6 +6,7 @@
 
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
+import { el, isRecheck, recheckDialog, resourcesText } from './dom';
 import { pyRepr } from './tagmodel';
 import type { IInfo, IParameter, IPlan, IPlannedStep } from './tokens';
 
@@ -88,37 +89,7 @@ export function parseParameter(p: IParameter, text: string): { value?: any; erro
 
 /** What a step asks for, in words: `2 GPU · 16Gi memory · 4 CPU · image x`. */
 export function stepResources(step: IPlannedStep): string {
-  const r = step.resources;
-  const parts: string[] = [];
-  if (r.gpu) {
-    parts.push(`${r.gpu} GPU`);
-  }
-  if (r.memory) {
-    parts.push(`${r.memory} memory`);
-  }
-  if (r.cpu) {
-    parts.push(`${r.cpu} CPU`);
-  }
-  if (r.image) {
-    parts.push(`image ${r.image}`);
-  }
-  for (const [key, value] of Object.entries(r.extra_limits ?? {})) {
-    parts.push(`${key}=${value}`);
-  }
-  return parts.length ? parts.join(' · ') : 'default resources';
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
+  return resourcesText(step) || 'default resources';
 }
 
 /** The dialog body. Run stays disabled while it loads or while anything is wrong. */
@@ -131,7 +102,6 @@ export class SubmitDialogBody extends Widget {
   private readonly paramErrors = new Map<string, HTMLElement>();
   private readonly typed = new Map<string, string>();
   private readonly blocker = el('span', 'jp-mod-error');
-  private redispatching = false;
   /** Resolves once the first plan is shown (for tests and callers that wait). */
   readonly ready: Promise<void>;
 
@@ -182,7 +152,7 @@ export class SubmitDialogBody extends Widget {
   }
 
   handleEvent(event: Event): void {
-    if (this.redispatching) {
+    if (isRecheck(event)) {
       return;
     }
     const target = event.target as HTMLElement;
@@ -192,12 +162,12 @@ export class SubmitDialogBody extends Widget {
     }
     if (event.type === 'input') {
       this.checkParameters();
-      this.recheck();
+      recheckDialog(this.node);
     }
   }
 
   protected onAfterAttach(): void {
-    this.recheck();
+    recheckDialog(this.node);
   }
 
   /** Inline errors under parameters; true when every parameter is valid. */
@@ -223,16 +193,6 @@ export class SubmitDialogBody extends Widget {
 
   private runnable(): boolean {
     return !this.loading && !this.failure && !!this.plan && !this.plan.error;
-  }
-
-  /** The dialog checks `.jp-mod-error` on input events: ask it again after a change. */
-  private recheck(): void {
-    this.redispatching = true;
-    try {
-      this.node.dispatchEvent(new Event('input', { bubbles: true }));
-    } finally {
-      this.redispatching = false;
-    }
   }
 
   private render(): void {
@@ -288,7 +248,7 @@ export class SubmitDialogBody extends Widget {
     if (focusParam) {
       this.paramInputs.get(focusParam)?.focus();
     }
-    this.recheck();
+    recheckDialog(this.node);
   }
 
   private renderError(error: NonNullable<IPlan['error']>): void {

@@ -290,7 +290,9 @@ export function suggest(name: string, known: readonly string[]): string {
 // -- one cell's tags (jupyter_ext/notebook/tags.py) -------------------------------------------------------
 
 export type Role = 'step' | 'imports' | 'functions' | 'parameters' | 'skip' | 'injected';
-export type SettingName = 'gpu' | 'memory' | 'cpu' | 'image' | 'timeout' | 'retries';
+/** What a step asks for, in the order the step editor writes them. */
+const SETTING_NAMES = ['gpu', 'memory', 'cpu', 'image', 'timeout', 'retries'] as const;
+export type SettingName = (typeof SETTING_NAMES)[number];
 
 export const STEP_NAME = /^[A-Za-z0-9_.-]{1,63}$/;
 const LIMIT_KEY = /^[A-Za-z0-9_.\-/]+$/;
@@ -751,11 +753,7 @@ function rawSetting(tags: ICellTags, name: SettingName): string | undefined {
   if (!s) {
     return undefined;
   }
-  const colon = s.tag.indexOf(':');
-  if (s.tag.startsWith('limit:')) {
-    return String(s.value);
-  }
-  return colon >= 0 ? s.tag.slice(colon + 1).trim() : String(s.value);
+  return s.tag.startsWith('limit:') ? String(s.value) : s.tag.slice(s.tag.indexOf(':') + 1).trim();
 }
 
 /** Read a whole notebook's tags the way the planner does (without the variable analysis). */
@@ -998,22 +996,16 @@ export function validateForm(nb: INotebookSteps, index: number, form: IStepForm)
       errors.after = `after: steps ${cycle.map(n => pyRepr(n)).join(' -> ')} would form a cycle, so none of them could start`;
     }
   }
-  const check = (field: FormField, parse: (v: string, f: string) => unknown) => {
+  for (const field of ['gpu', 'memory', 'cpu', 'timeout', 'retries'] as const) {
     const value = form[field].trim();
-    if (!value) {
-      return;
-    }
     try {
-      parse(value, field);
+      if (value) {
+        PARSERS[field](value, field);
+      }
     } catch (err) {
       errors[field] = (err as Error).message;
     }
-  };
-  check('gpu', parseGpu);
-  check('memory', parseMemory);
-  check('cpu', parseCpu);
-  check('timeout', parseDuration);
-  check('retries', parseRetries);
+  }
   if (/\s/.test(form.image.trim())) {
     errors.image = `image: ${pyRepr(form.image.trim())} has spaces; give an image reference such as python:3.11-slim`;
   }
@@ -1027,7 +1019,11 @@ function isStepSetting(tag: string): boolean {
     return false;
   }
   const prefix = tag.slice(0, colon);
-  if (['after', 'prev', 'gpu', 'memory', 'cpu', 'image', 'timeout', 'retries'].includes(prefix)) {
+  if (
+    prefix === 'after' ||
+    prefix === 'prev' ||
+    (SETTING_NAMES as readonly string[]).includes(prefix)
+  ) {
     return true;
   }
   if (prefix === 'limit') {
@@ -1048,7 +1044,7 @@ function tagList(tags: unknown): string[] {
 /** The canonical tags of a step form, in order. */
 export function canonicalTags(form: IStepForm): string[] {
   const out = [`step:${form.name.trim()}`, ...splitNames(form.after).map(a => `after:${a}`)];
-  for (const field of ['gpu', 'memory', 'cpu', 'image', 'timeout', 'retries'] as const) {
+  for (const field of SETTING_NAMES) {
     const value = form[field].replace(/\s+/g, '');
     if (value) {
       out.push(`${field}:${value}`);

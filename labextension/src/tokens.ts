@@ -13,6 +13,16 @@ export const TERMINAL: ReadonlySet<Status> = new Set([
   'not_run'
 ]);
 
+/** A status in words, as the job view's graph and the cell bars show it. */
+export const STATUS_WORDS: { readonly [key in Status]: string } = {
+  queued: 'queued',
+  running: 'running',
+  succeeded: 'done',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  not_run: 'not run'
+};
+
 export interface IResources {
   gpu: number;
   memory: string | null;
@@ -34,6 +44,8 @@ export interface IStep {
   finished: string | null;
   exit_code: number | null;
   error: { [key: string]: any } | null;
+  /** Set on a step a re-run did not run again: the earlier job (and attempt) it reuses. */
+  reused_from?: { job: string; attempt: number } | null;
 }
 
 export interface IJob {
@@ -149,10 +161,4 @@ export interface IPlan {
   warnings: { cell?: number | null; step?: string | null; message: string }[];
   single: boolean;
   error: IApiErrorBody | null;
-}
-
-/** Declaration merging: what a re-run's steps say about where their results come from. */
-export interface IStep {
-  /** Set on a step a re-run did not run again: the earlier job (and attempt) it reuses. */
-  reused_from?: { job: string; attempt: number } | null;
 }

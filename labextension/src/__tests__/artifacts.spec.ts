@@ -1,5 +1,5 @@
 import { ArtifactsView, executedKind, humanSize } from '../artifacts';
-import { FakeApi, job, settle } from './jobfakes';
+import { FakeApi, job, settle, until } from './jobfakes';
 
 const created: Blob[] = [];
 beforeAll(() => {
@@ -95,7 +95,7 @@ describe('ArtifactsView', () => {
     (
       view.node.querySelector('[data-testid="jupyter-ext-executed-notebook-open"]') as HTMLElement
     ).click();
-    await settle(20);
+    await until(() => opened.length > 0 && notebooks.length > 0);
     expect(opened).toEqual([['main: executed', '<h1>run</h1>']]);
     expect(notebooks).toEqual([['main', 'executed.ipynb', { cells: [] }]]);
     view.dispose();
@@ -118,6 +118,24 @@ describe('ArtifactsView', () => {
     const empty = new ArtifactsView(new FakeApi().client, 'none');
     await empty.refresh();
     expect(empty.node.textContent).toContain('No artifacts yet');
+  });
+
+  it('lists once more after a request in flight, so what came meanwhile is not missed', async () => {
+    const fake = api();
+    const view = new ArtifactsView(fake.client, 'j1');
+    const first = view.refresh();
+    fake.artifactList
+      .get('j1')!
+      .push({ name: 'late.txt', step: 'main', size: 1, mime: 'text/plain' });
+    const second = view.refresh();
+    void view.refresh();
+    await first;
+    await second;
+    expect(fake.fetches).toEqual(['artifacts j1', 'artifacts j1']);
+    expect(view.shown.map(a => a.name)).toContain('late.txt');
+    await view.refresh();
+    expect(fake.fetches).toHaveLength(3);
+    view.dispose();
   });
 
   it('labels each step of a multi-step job', async () => {

@@ -1,22 +1,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 import { ApiError, JupyterExtClient, MakeRequest } from '../client';
 import { IEvent } from '../tokens';
-
-const settings: any = {
-  baseUrl: 'http://host/base/',
-  wsUrl: 'ws://host/base/',
-  token: 'tok',
-  appendToken: true
-};
-
-function reply(status: number, body: any): Response {
-  return {
-    ok: status >= 200 && status < 300,
-    status,
-    statusText: 'X',
-    text: async () => (body === undefined ? '' : JSON.stringify(body))
-  } as any;
-}
+import { reply, settings } from './transport';
 
 function recorder(status: number, body: any) {
   const calls: { url: string; init: RequestInit }[] = [];
@@ -89,6 +74,23 @@ describe('JupyterExtClient requests', () => {
     expect(error).toBeInstanceOf(ApiError);
     expect(error.status).toBe(502);
     expect(error.message).toBe('<html>proxy error</html>');
+  });
+
+  it('fetches an artifact’s bytes, and its errors as ApiErrors too', async () => {
+    const { calls, makeRequest } = recorder(404, {
+      message: 'no artifact a.png',
+      reason: 'not_found'
+    });
+    const client = new JupyterExtClient(settings, makeRequest);
+    await expect(client.artifactBlob('j1', 'a.png')).rejects.toMatchObject({
+      status: 404,
+      message: 'no artifact a.png',
+      reason: 'not_found'
+    });
+    expect(calls[0].url).toBe(client.artifactUrl('j1', 'a.png'));
+    const bytes = new Blob(['png']);
+    const ok: MakeRequest = async () => ({ ok: true, status: 200, blob: async () => bytes }) as any;
+    expect(await new JupyterExtClient(settings, ok).artifactBlob('j1', 'a.png')).toBe(bytes);
   });
 
   it('exposes reason and field of an error', async () => {

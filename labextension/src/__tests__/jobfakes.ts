@@ -53,6 +53,8 @@ export class FakeApi {
   submitError: Error | null = null;
   listeners = new Map<string, ((e: IEvent) => void)[]>();
   fetchedBlobs: string[] = [];
+  /** `getJob id` and `artifacts id`, one per request, in order. */
+  fetches: string[] = [];
 
   add(j: IJob, events: Partial<IEvent>[] = []): void {
     this.jobs.set(j.id, j);
@@ -88,6 +90,7 @@ export class FakeApi {
 function fakeClient(api: FakeApi): JupyterExtClient {
   return {
     getJob: async (id: string) => {
+      api.fetches.push(`getJob ${id}`);
       const j = api.jobs.get(id);
       if (!j) {
         throw new Error(`no job ${id}`);
@@ -106,7 +109,10 @@ function fakeClient(api: FakeApi): JupyterExtClient {
       api.submitted.push(spec);
       return job({ id: `new${api.submitted.length}` });
     },
-    artifacts: async (id: string) => api.artifactList.get(id) ?? [],
+    artifacts: async (id: string) => {
+      api.fetches.push(`artifacts ${id}`);
+      return api.artifactList.get(id) ?? [];
+    },
     artifactUrl: (id: string, name: string) => `http://host/api/jobs/${id}/artifacts/${name}`,
     artifactBlob: async (id: string, name: string) => {
       api.fetchedBlobs.push(name);
@@ -145,4 +151,12 @@ function fakeClient(api: FakeApi): JupyterExtClient {
 /** Let promises and short timers run. */
 export async function settle(ms = 0): Promise<void> {
   await new Promise(r => setTimeout(r, ms));
+}
+
+/** Let promises and timers run until `done()` holds (or `ms` passed): waits on a loaded machine. */
+export async function until(done: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done() && Date.now() < end) {
+    await settle(5);
+  }
 }

@@ -108,6 +108,24 @@ describe('JobView', () => {
     expect(fake.listeners.get('j1')).toEqual([]); // the stream was closed
   });
 
+  it('fetches the job and its artifacts once on opening, and again only for newer events', async () => {
+    const fake = new FakeApi();
+    const running = job({ id: 'j1', steps: [step({ name: 'main', status: 'running' })] });
+    fake.add(running, [
+      { type: 'job.start' },
+      { type: 'step.start', step: 'main', attempt: 1 },
+      { type: 'artifact', step: 'main', name: 'a.txt' }
+    ]);
+    running.last_seq = 3; // what the server's job says: it covers the events so far
+    const view = await open(fake);
+    await settle(20);
+    expect(fake.fetches).toEqual(['getJob j1', 'artifacts j1']);
+    fake.emit('j1', { type: 'step.end', step: 'main', status: 'succeeded' });
+    await settle(60);
+    expect(fake.fetches.slice(2).sort()).toEqual(['artifacts j1', 'getJob j1']);
+    view.dispose();
+  });
+
   it('cancels a running job', async () => {
     const fake = new FakeApi();
     fake.add(twoSteps());

@@ -167,6 +167,20 @@ describe('LogView', () => {
     view.dispose();
   });
 
+  it('redraws the last line when it changes in place (a progress bar, a print in pieces)', () => {
+    const model = new LogModel();
+    const view = new LogView(model, { fallbackHeight: 100 });
+    model.append(' 50%|#####     |\r');
+    view.render();
+    model.append('100%|##########|');
+    view.render();
+    model.append(' done\n');
+    view.render();
+    const rows = Array.from(view.node.querySelectorAll('.jp-ext-LogView-row'));
+    expect(rows.map(r => r.textContent)).toEqual(['100%|##########| done']);
+    view.dispose();
+  });
+
   it('draws on the next animation frame when lines arrive', async () => {
     const model = new LogModel();
     const view = new LogView(model, { fallbackHeight: 100 });

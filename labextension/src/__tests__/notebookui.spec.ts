@@ -4,22 +4,7 @@ import { StepEditorBody } from '../stepeditor';
 import { parameterText, parseParameter, stepResources, SubmitDialogBody } from '../submitdialog';
 import { analyzeNotebook, INotebookCell } from '../tagmodel';
 import { IParameter, IPlan } from '../tokens';
-
-const settings: any = {
-  baseUrl: 'http://host/base/',
-  wsUrl: 'ws://host/base/',
-  token: 'tok',
-  appendToken: true
-};
-
-function reply(status: number, body: any): Response {
-  return {
-    ok: status >= 200 && status < 300,
-    status,
-    statusText: 'X',
-    text: async () => JSON.stringify(body)
-  } as any;
-}
+import { reply, settings } from './transport';
 
 /** A transport answering info and plan like the server does, recording each request. */
 function server(plans: { [backend: string]: IPlan }) {
@@ -263,6 +248,25 @@ describe('StepEditorBody', () => {
     expect(shownErrors(body)).toEqual({});
     expect(body.node.querySelector('.jp-mod-error')).toBeNull();
     Widget.detach(body);
+  });
+
+  it('has the dialog look again after its own check ran first', () => {
+    // JupyterLab's Dialog checks `.jp-mod-error` from a capturing `input` listener on the
+    // document, before the body validated: its last look must see the body's new state.
+    const body = new StepEditorBody(analyzeNotebook(cells), 1);
+    Widget.attach(body, document.body);
+    const looks: boolean[] = [];
+    const dialog = () => looks.push(!!body.node.querySelector('.jp-mod-error'));
+    document.addEventListener('input', dialog, true);
+    try {
+      type(body, 'gpu', 'two');
+      expect(looks).toEqual([false, true]);
+      type(body, 'gpu', '2');
+      expect(looks.slice(2)).toEqual([true, false]);
+    } finally {
+      document.removeEventListener('input', dialog, true);
+      Widget.detach(body);
+    }
   });
 
   it('blocks Save on a new step until it has a name, without scolding first', () => {

@@ -2,26 +2,7 @@ import { Widget } from '@lumino/widgets';
 import { ApiError, JupyterExtClient } from '../client';
 import { duration, JobsPanel } from '../panel';
 import { IEvent, IJob } from '../tokens';
-import { FakeApi, step as fullStep } from './jobfakes';
-
-function job(over: Partial<IJob>): IJob {
-  return {
-    id: 'j1',
-    name: 'train',
-    notebook: 'examples/train.ipynb',
-    user: 'ada',
-    backend: 'local',
-    status: 'running',
-    parameters: {},
-    created: '2026-11-23T05:00:00Z',
-    started: '2026-11-23T05:00:01Z',
-    finished: null,
-    error: null,
-    last_seq: 3,
-    steps: [],
-    ...over
-  };
-}
+import { FakeApi, job, step as fullStep } from './jobfakes';
 
 function fakeClient(jobs: IJob[]) {
   const cancelled: string[] = [];
