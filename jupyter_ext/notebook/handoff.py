@@ -62,11 +62,16 @@ _KERNEL_PATTERN = re.compile(r"_i?[0-9]+")
 _CODE_MAGICS = {"time": True, "capture": True, "timeit": False}  # magic -> its bindings persist
 
 
+def _cell(index: int) -> str:
+    """A cell as a person names it: Lab's number, 1-based over all cells (indices stay 0-based)."""
+    return f"cell {index + 1}"
+
+
 class CellSyntaxError(Exception):
     """A cell that is not Python even after IPython's transforms (the planner reports it)."""
 
     def __init__(self, cell: int, detail: str) -> None:
-        super().__init__(f"cell {cell}: {detail}")
+        super().__init__(f"{_cell(cell)}: {detail}")
         self.cell = cell
         self.detail = detail
 
@@ -333,7 +338,7 @@ def analyze_steps(
             names[index] = scan_cell(sources.get(index, ""), index)
         except CellSyntaxError as exc:
             notes.append(
-                Note(f"cell {index}: cannot be analysed for hand-off: {exc.detail}", cell=index, step=None, error=True)
+                Note(f"{_cell(index)}: cannot be analysed for hand-off: {exc.detail}", cell=index, step=None, error=True)
             )
     if notes:
         return {}, notes
@@ -381,7 +386,7 @@ def analyze_steps(
                 other = elsewhere[0]
                 notes.append(
                     Note(
-                        f"cell {cell}: step {step.name!r} uses {name!r}, which step {other!r} defines, but "
+                        f"{_cell(cell)}: step {step.name!r} uses {name!r}, which step {other!r} defines, but "
                         f"{step.name!r} does not run after {other!r}, so {name!r} will not be handed over; "
                         f"add the tag 'after:{other}' to a cell of {step.name!r} if it needs that value",
                         cell=cell,
@@ -407,9 +412,9 @@ def _warn_shadowed(
         if name in defines[ancestor]:
             notes.append(
                 Note(
-                    f"cell {cell}: step {step!r} uses {name!r}, which step {ancestor!r} reassigns (cell "
-                    f"{defines[ancestor][name]}), but {name!r} is also defined in cell {shared_cell}, which runs "
-                    f"at the start of every step, so {step!r} sees the value from cell {shared_cell}",
+                    f"{_cell(cell)}: step {step!r} uses {name!r}, which step {ancestor!r} reassigns "
+                    f"({_cell(defines[ancestor][name])}), but {name!r} is also defined in {_cell(shared_cell)}, which "
+                    f"runs at the start of every step, so {step!r} sees the value from {_cell(shared_cell)}",
                     cell=cell,
                     step=step,
                 )
@@ -529,7 +534,7 @@ def save_variables(
 
 
 def _unpicklable(name: str, value: object, step: str, cell: int | None, exc: BaseException) -> str:
-    where = f" (defined in cell {cell})" if cell is not None else ""
+    where = f" (defined in {_cell(cell)})" if cell is not None else ""
     return (
         f"cannot hand off variable {name!r} ({type_name(value)}) from step {step!r}{where} to later steps: "
         f"{type(exc).__name__}: {exc}. Objects such as connections, locks, open files and generators "

@@ -57,7 +57,7 @@ from .. import models, quantity
 from ..errors import NotFound, ValidationError
 from ..models import Resources, StepSpec
 from . import handoff
-from .tags import CellTags, Problem, Setting, apply_limit, collect_tags, raise_problems, suggest
+from .tags import CellTags, Problem, Setting, apply_limit, cell_label, collect_tags, raise_problems, suggest
 
 MAIN = "main"
 METADATA_KEY = "jupyter_ext"
@@ -283,7 +283,7 @@ class _Draft:
 
 def _conflict(cell: int, tag: str, old_tag: str, old_cell: int, what: str, step: str) -> Problem:
     return Problem(
-        f"cell {cell}: tag {tag!r} conflicts with tag {old_tag!r} on cell {old_cell}: both set the {what} "
+        f"{cell_label(cell)}: tag {tag!r} conflicts with tag {old_tag!r} on {cell_label(old_cell)}: both set the {what} "
         f"of step {step!r}; keep one",
         cell=cell,
         step=step,
@@ -305,12 +305,24 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
 
     cells = nb.get("cells", []) or []
     parsed: dict[int, CellTags] = {}
+    # A cell with a bad tag may have meant to open another step (`setp:b`): what it says about
+    # steps is not used, so its typo is the one error shown (no made-up cycle or unknown step).
+    unread: set[str] = set()
+    metadata_problems = len(problems)
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
         tags = (cell.get("metadata") or {}).get("tags")
         parsed[index], found = collect_tags(tags, index)
         problems.extend(found)
+        for problem in found:
+            if problem.tag:
+                unread.add(problem.tag.partition(":")[2])
+        if found:
+            parsed[index].after.clear()
+            parsed[index].settings.clear()
+            parsed[index].limits.clear()
+    tag_problems = len(problems) > metadata_problems
 
     single = not any(t.role == "step" for t in parsed.values())
     builder = _build_single if single else _build_steps
@@ -319,16 +331,17 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
     known = list(drafts)
     for draft in drafts.values():
         for name, (tag, index) in draft.after.items():
-            if name not in drafts:
+            if name not in drafts and name not in unread:
                 problems.append(
                     Problem(
-                        f"cell {index}: tag {tag!r} names no step{suggest(name, known)}",
+                        f"{cell_label(index)}: tag {tag!r} names no step{suggest(name, known)}",
                         cell=index,
                         step=draft.name,
                         tag=tag,
                     )
                 )
-    problems.extend(_cycles(drafts))
+    if not tag_problems:  # a cycle through cells whose tags could not be read would be made up
+        problems.extend(_cycles(drafts))
     raise_problems(problems)
 
     parents = {name: [a for a in d.after if a in drafts] for name, d in drafts.items()}
@@ -412,7 +425,7 @@ def _build_steps(parsed: dict[int, CellTags], problems: list[Problem]) -> _Built
             if last_step is None:
                 problems.append(
                     Problem(
-                        f"cell {index}: the 'pipeline-metrics' cell comes before any step; move it below the "
+                        f"{cell_label(index)}: the 'pipeline-metrics' cell comes before any step; move it below the "
                         "step whose results it reports",
                         cell=index,
                         tag="pipeline-metrics",
@@ -439,7 +452,7 @@ def _build_steps(parsed: dict[int, CellTags], problems: list[Problem]) -> _Built
             draft.metrics_cells.append(index)
     warnings: list[dict[str, Any]] = []
     if leading:
-        listed = ", ".join(str(i) for i in leading)
+        listed = ", ".join(str(i + 1) for i in leading)
         warnings.append(
             {
                 "cell": leading[0],
@@ -456,7 +469,7 @@ def _misplaced(tags: CellTags, where: str, metrics: bool = False) -> Problem:
     found = tags.step_tags() + (["pipeline-metrics"] if metrics else [])
     listed = ", ".join(repr(t) for t in found)
     return Problem(
-        f"cell {tags.cell}: tag{'s' if len(found) > 1 else ''} {listed} ha{'ve' if len(found) > 1 else 's'} "
+        f"{cell_label(tags.cell)}: tag{'s' if len(found) > 1 else ''} {listed} ha{'ve' if len(found) > 1 else 's'} "
         f"no effect on {where}; put {'them' if len(found) > 1 else 'it'} on a cell of a step",
         cell=tags.cell,
         tag=found[0] if found else None,
@@ -506,10 +519,10 @@ def _cycle_problem(cycle: list[str], drafts: dict[str, _Draft]) -> Problem:
         tag, cell = drafts[name].after[parent]
         tags.append((cell, tag, name))
     tags.sort()
-    listed = ", ".join(f"{tag!r} on cell {cell}" for cell, tag, _ in tags)
+    listed = ", ".join(f"{tag!r} on {cell_label(cell)}" for cell, tag, _ in tags)
     cell, tag, step = tags[0]
     return Problem(
-        f"cell {cell}: steps {shown} form a cycle, so none of them can start; remove one of the tags {listed}",
+        f"{cell_label(cell)}: steps {shown} form a cycle, so none of them can start; remove one of the tags {listed}",
         cell=cell,
         step=step,
         tag=tag,

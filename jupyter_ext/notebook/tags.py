@@ -24,7 +24,8 @@ Tags that are not ours are ignored (people tag cells for other reasons: ``hide-i
 A misspelt prefix only counts as ours when its value would be valid for the tag it
 resembles, so ``memo:check this`` stays someone else's tag.
 
-Every problem names the cell index and the tag, and says what would be valid.
+Every problem names the cell (as Lab numbers it: 1-based over all cells; the ``cell`` field of a
+problem stays the 0-based index) and the tag, and says what would be valid.
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ class Problem:
         return {"cell": self.cell, "step": self.step, "tag": self.tag, "message": self.message}
 
 
+def cell_label(index: int) -> str:
+    """How a person names code cell `index` (0-based over all cells): as Lab numbers it, from 1.
+    Payloads keep the 0-based index (`cell`); only words use this."""
+    return f"cell {index + 1}"
+
+
 def raise_problems(problems: list[Problem], what: str = "the notebook") -> None:
     """Raise one ValidationError listing every problem (no-op when there are none)."""
     if not problems:
@@ -158,7 +165,7 @@ def raise_problems(problems: list[Problem], what: str = "the notebook") -> None:
 def parse_tags(tags: object, cell: int) -> CellTags:
     """Parse the tags of code cell number `cell`; raise ValidationError listing every bad tag."""
     result, problems = collect_tags(tags, cell)
-    raise_problems(problems, f"cell {cell}")
+    raise_problems(problems, f"{cell_label(cell)}")
     return result
 
 
@@ -170,7 +177,7 @@ def collect_tags(tags: object, cell: int) -> tuple[CellTags, list[Problem]]:
         return result, problems
     if not isinstance(tags, list | tuple):
         problems.append(
-            Problem(f"cell {cell}: metadata 'tags' must be a list of strings, got {type(tags).__name__}", cell=cell)
+            Problem(f"{cell_label(cell)}: metadata 'tags' must be a list of strings, got {type(tags).__name__}", cell=cell)
         )
         return result, problems
     roles: dict[str, str] = {}  # role -> first tag giving it
@@ -178,11 +185,11 @@ def collect_tags(tags: object, cell: int) -> tuple[CellTags, list[Problem]]:
     for tag in tags:
         if not isinstance(tag, str):
             problems.append(
-                Problem(f"cell {cell}: tag {tag!r} is not text; cell tags are strings", cell=cell, tag=repr(tag))
+                Problem(f"{cell_label(cell)}: tag {tag!r} is not text; cell tags are strings", cell=cell, tag=repr(tag))
             )
             continue
         try:
-            _one(tag, f"cell {cell}", result, roles, steps)
+            _one(tag, f"{cell_label(cell)}", result, roles, steps)
         except ValidationError as exc:
             problems.append(Problem(exc.message, cell=cell, tag=tag))
     _settle_role(result, roles, steps, problems)
@@ -195,7 +202,7 @@ def _settle_role(result: CellTags, roles: dict[str, str], steps: dict[str, str],
         listed = ", ".join(repr(t) for t in steps.values())
         problems.append(
             Problem(
-                f"cell {cell}: tags {listed} put the cell in {len(steps)} steps; a cell belongs to one step",
+                f"{cell_label(cell)}: tags {listed} put the cell in {len(steps)} steps; a cell belongs to one step",
                 cell=cell,
                 tag=next(iter(steps.values())),
             )
@@ -216,7 +223,7 @@ def _settle_role(result: CellTags, roles: dict[str, str], steps: dict[str, str],
         listed = " and ".join(repr(t) for t in roles.values())
         problems.append(
             Problem(
-                f"cell {cell}: tags {listed} give the cell two roles; keep one (split the cell if it does both)",
+                f"{cell_label(cell)}: tags {listed} give the cell two roles; keep one (split the cell if it does both)",
                 cell=cell,
                 tag=next(iter(roles.values())),
             )

@@ -141,7 +141,7 @@ def test_parameters_reassigned_by_a_step_warn() -> None:
     )
     plan = plan_notebook(nb)
     assert plan.steps[1].inputs == []
-    assert any("'lr'" in w["message"] and "cell 0" in w["message"] for w in plan.warnings)
+    assert any("'lr'" in w["message"] and "cell 1" in w["message"] for w in plan.warnings)
 
 
 # -- saving and loading in the kernel ----------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_unpicklable_value_names_variable_type_step_and_cell(tmp_path: Path, mak
     with pytest.raises(ValueError) as info:
         save_variables({"conn": value, "ok": 1}, ["ok", "conn"], tmp_path, step="load", origins={"conn": 3})
     assert str(info.value).startswith(
-        f"cannot hand off variable 'conn' ({type_name}) from step 'load' (defined in cell 3) to later steps: "
+        f"cannot hand off variable 'conn' ({type_name}) from step 'load' (defined in cell 4) to later steps: "
     )
     assert not list(tmp_path.glob("*.partial"))
     if isinstance(value, sqlite3.Connection):

@@ -168,7 +168,7 @@ def test_leading_untagged_cells_belong_to_no_step_as_in_kale() -> None:
     plan = plan_notebook(nb)
     assert steps(plan)["a"].cells == [2]
     assert plan.skipped_cells == [0, 1]
-    assert plan.warnings and "cells 0, 1" in plan.warnings[0]["message"]
+    assert plan.warnings and "cells 1, 2" in plan.warnings[0]["message"]
 
 
 def test_after_may_name_a_step_defined_further_down() -> None:
@@ -260,14 +260,14 @@ def test_typo_tags_are_errors_with_suggestions() -> None:
     error = problems(nb)
     messages = [d["message"] for d in error.details]
     assert messages == [
-        "cell 1: tag 'setp:train' is not a jupyter-ext tag; did you mean 'step:train'?",
-        "cell 2: tag 'gpus:2' is not a jupyter-ext tag; did you mean 'gpu:2'?",
-        "cell 3: tag 'memroy:4Gi' is not a jupyter-ext tag; did you mean 'memory:4Gi'?",
+        "cell 2: tag 'setp:train' is not a jupyter-ext tag; did you mean 'step:train'?",
+        "cell 3: tag 'gpus:2' is not a jupyter-ext tag; did you mean 'gpu:2'?",
+        "cell 4: tag 'memroy:4Gi' is not a jupyter-ext tag; did you mean 'memory:4Gi'?",
     ]
     assert [d["cell"] for d in error.details] == [1, 2, 3]
     assert [d["tag"] for d in error.details] == ["setp:train", "gpus:2", "memroy:4Gi"]
     assert error.cell == 1
-    assert "3 problems" in error.message and "cell 4" not in error.message
+    assert "3 problems" in error.message and "cell 5" not in error.message
 
 
 @pytest.mark.parametrize(
@@ -283,14 +283,14 @@ def test_typo_tags_are_errors_with_suggestions() -> None:
 )
 def test_bad_quantities_name_cell_and_tag(tag: str, expected: str) -> None:
     error = problems(notebook(code("pass", "step:a"), code("pass", "step:b", tag)))
-    assert error.message.startswith(f"cell 1: tag {tag!r} is invalid: ")
+    assert error.message.startswith(f"cell 2: tag {tag!r} is invalid: ")
     assert expected in error.message
     assert error.cell == 1 and error.details[0]["tag"] == tag
 
 
 def test_unknown_after_name_suggests_a_close_step() -> None:
     error = problems(notebook(code("x = 1", "step:train"), code("y = 1", "step:eval", "after:trian")))
-    assert error.message == "cell 1: tag 'after:trian' names no step; did you mean 'train'?"
+    assert error.message == "cell 2: tag 'after:trian' names no step; did you mean 'train'?"
     assert error.details == [{"cell": 1, "step": "eval", "tag": "after:trian", "message": error.message}]
 
 
@@ -301,7 +301,7 @@ def test_unknown_after_name_without_a_close_one_lists_the_steps() -> None:
 
 def test_after_in_an_untagged_notebook_names_no_step() -> None:
     error = problems(notebook(code("x = 1", "after:load")))
-    assert error.message.startswith("cell 0: tag 'after:load' names no step")
+    assert error.message.startswith("cell 1: tag 'after:load' names no step")
 
 
 def test_cycle_names_its_path_and_tags() -> None:
@@ -314,9 +314,9 @@ def test_cycle_names_its_path_and_tags() -> None:
     error = problems(nb)
     assert len(error.details) == 2
     first, second = (d["message"] for d in error.details)
-    assert first.startswith("cell 0: steps 'a' -> 'b' -> 'c' -> 'a' form a cycle")
-    assert "'after:c' on cell 0" in first and "'after:a' on cell 1" in first and "'after:b' on cell 2" in first
-    assert "steps 'd' -> 'd' form a cycle" in second and "'after:d' on cell 3" in second
+    assert first.startswith("cell 1: steps 'a' -> 'b' -> 'c' -> 'a' form a cycle")
+    assert "'after:c' on cell 1" in first and "'after:a' on cell 2" in first and "'after:b' on cell 3" in first
+    assert "steps 'd' -> 'd' form a cycle" in second and "'after:d' on cell 4" in second
 
 
 def test_conflicting_resources_across_cells_of_one_step() -> None:
@@ -329,22 +329,22 @@ def test_conflicting_resources_across_cells_of_one_step() -> None:
     error = problems(nb)
     messages = [d["message"] for d in error.details]
     assert messages[0] == (
-        "cell 2: tag 'gpu:4' conflicts with tag 'gpu:2' on cell 0: both set the gpu of step 'train'; keep one"
+        "cell 3: tag 'gpu:4' conflicts with tag 'gpu:2' on cell 1: both set the gpu of step 'train'; keep one"
     )
-    assert "cell 3: tag 'limit:nvidia.com/gpu:1' conflicts with tag 'gpu:2' on cell 0" in messages[1]
+    assert "cell 4: tag 'limit:nvidia.com/gpu:1' conflicts with tag 'gpu:2' on cell 1" in messages[1]
     assert [d["step"] for d in error.details] == ["train", "train"]
 
 
 def test_conflicting_tags_on_one_cell() -> None:
     error = problems(notebook(code("x = 1", "step:a", "memory:1Gi", "memory:2Gi")))
-    assert error.message == "cell 0: tag 'memory:2Gi' conflicts with tag 'memory:1Gi' on the same cell; keep one"
+    assert error.message == "cell 1: tag 'memory:2Gi' conflicts with tag 'memory:1Gi' on the same cell; keep one"
 
 
 def test_two_roles_and_two_steps_on_one_cell() -> None:
     error = problems(notebook(code("x = 1", "imports", "step:a"), code("y = 1", "step:b", "step:c")))
     messages = [d["message"] for d in error.details]
-    assert "cell 0: tags 'imports' and 'step:a' give the cell two roles" in messages[0]
-    assert "cell 1: tags 'step:b', 'step:c' put the cell in 2 steps" in messages[1]
+    assert "cell 1: tags 'imports' and 'step:a' give the cell two roles" in messages[0]
+    assert "cell 2: tags 'step:b', 'step:c' put the cell in 2 steps" in messages[1]
 
 
 def test_skip_wins_over_a_step_tag_as_in_kale() -> None:
@@ -361,20 +361,20 @@ def test_step_tags_on_prelude_and_leading_cells_are_errors() -> None:
     )
     messages = [d["message"] for d in problems(nb).details]
     assert messages == [
-        "cell 0: tag 'gpu:1' has no effect on a cell before the first step; put it on a cell of a step",
-        "cell 1: tag 'after:a' has no effect on an imports cell; put it on a cell of a step",
-        "cell 2: tag 'memory:1Gi' has no effect on the parameters cell; put it on a cell of a step",
+        "cell 1: tag 'gpu:1' has no effect on a cell before the first step; put it on a cell of a step",
+        "cell 2: tag 'after:a' has no effect on an imports cell; put it on a cell of a step",
+        "cell 3: tag 'memory:1Gi' has no effect on the parameters cell; put it on a cell of a step",
     ]
 
 
 def test_metrics_before_any_step_is_an_error() -> None:
     error = problems(notebook(code("print(1)", "pipeline-metrics"), code("x = 1", "step:a")))
-    assert error.message.startswith("cell 0: the 'pipeline-metrics' cell comes before any step")
+    assert error.message.startswith("cell 1: the 'pipeline-metrics' cell comes before any step")
 
 
 def test_bad_step_names() -> None:
     error = problems(notebook(code("x = 1", "step:has space"), code("y = 1", "step:" + "x" * 64)))
-    assert "cell 0: tag 'step:has space' has an invalid step name 'has space'" in error.details[0]["message"]
+    assert "cell 1: tag 'step:has space' has an invalid step name 'has space'" in error.details[0]["message"]
     assert "1 to 63 letters" in error.details[0]["message"]
     assert error.details[1]["cell"] == 1
 
@@ -407,7 +407,7 @@ def test_all_problems_are_reported_at_once() -> None:
 def test_syntax_error_in_a_multi_step_notebook_names_the_cell() -> None:
     nb = notebook(code("x = 1", "step:a"), code("%matplotlib inline\ndef broken(:\n    pass", "step:b"))
     error = problems(nb)
-    assert error.message.startswith("cell 1: cannot be analysed for hand-off: line 2")
+    assert error.message.startswith("cell 2: cannot be analysed for hand-off: line 2")
     assert error.cell == 1
 
 
@@ -420,3 +420,31 @@ def test_warning_when_a_step_uses_a_name_only_a_sibling_defines() -> None:
     plan = plan_notebook(nb)
     assert steps(plan)["c"].inputs == ["y"]
     assert any("add the tag 'after:a'" in w["message"] and w["cell"] == 2 for w in plan.warnings)
+
+
+def test_a_typo_is_the_only_error_no_made_up_cycle_or_step() -> None:
+    # `setp:kid2` was meant to open step kid2; read as a cell of kid1 its `after:kid1` made kid1 wait for itself.
+    nb = notebook(
+        code("x = 1", "step:kid1"),
+        code("y = x", "setp:kid2", "after:kid1"),
+        code("z = y", "step:kid3", "after:kid2"),
+    )
+    error = problems(nb)
+    assert [d["message"] for d in error.details] == [
+        "cell 2: tag 'setp:kid2' is not a jupyter-ext tag; did you mean 'step:kid2'?"
+    ]
+    assert "cycle" not in error.message
+
+
+def test_a_real_cycle_is_still_reported_beside_metadata_problems() -> None:
+    nb = notebook(code("a = 1", "step:a", "after:b"), code("b = 1", "step:b", "after:a"), jupyter_ext={"timout": 1})
+    messages = [d["message"] for d in problems(nb).details]
+    assert any("form a cycle" in m for m in messages) and any("timout" in m for m in messages)
+
+
+def test_messages_number_cells_as_lab_does_counting_markdown() -> None:
+    # Lab's "cell 3" is the third cell of the notebook, markdown included; payloads keep the 0-based index.
+    nb = notebook(new_markdown_cell("# Title"), code("x = 1", "step:a"), code("y = 1", "step:b", "gpu:two"))
+    error = problems(nb)
+    assert error.message.startswith("cell 3: tag 'gpu:two' is invalid")
+    assert error.cell == 2 and error.details[0]["cell"] == 2

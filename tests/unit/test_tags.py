@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -91,7 +93,7 @@ def test_kale_gpu_limit_sets_gpu_too() -> None:
 def test_typos_are_errors_with_a_suggestion(tag: str, suggestion: str) -> None:
     with pytest.raises(ValidationError) as info:
         parse_tags([tag], 4)
-    assert info.value.message.startswith(f"cell 4: tag {tag!r} ")
+    assert info.value.message.startswith(f"cell 5: tag {tag!r} ")
     assert f"did you mean {suggestion}" in info.value.message
     assert info.value.cell == 4
     assert info.value.details == [{"cell": 4, "step": None, "tag": tag, "message": info.value.message}]
@@ -121,7 +123,7 @@ def test_other_peoples_tags_are_ignored(tag: str) -> None:
 
 @pytest.mark.parametrize("tag", ["step", "gpu", "after"])
 def test_a_prefix_without_value(tag: str) -> None:
-    with pytest.raises(ValidationError, match=f"cell 1: tag '{tag}' needs a value, e.g. '{tag}:"):
+    with pytest.raises(ValidationError, match=f"cell 2: tag '{tag}' needs a value, e.g. '{tag}:"):
         parse_tags([tag], 1)
 
 
@@ -129,12 +131,12 @@ def test_every_bad_tag_of_a_cell_is_listed() -> None:
     with pytest.raises(ValidationError) as info:
         parse_tags(["gpu:two", "memory:16GG", "setp:x", 7], 2)
     assert [d["tag"] for d in info.value.details] == ["gpu:two", "memory:16GG", "setp:x", "7"]
-    assert info.value.message.startswith("cell 2 has 4 problems:")
+    assert info.value.message.startswith("cell 3 has 4 problems:")
 
 
 def test_absurd_values_are_validation_errors() -> None:
     for tag in ("gpu:" + "9" * 5000, "retries:" + "9" * 5000):
-        with pytest.raises(ValidationError, match="cell 0: tag"):
+        with pytest.raises(ValidationError, match="cell 1: tag"):
             parse_tags([tag], 0)
     # A near-miss prefix whose value is not valid for our tag is someone else's tag.
     assert parse_tags(["gpus:" + "9" * 5000], 0).ignored
@@ -162,7 +164,7 @@ def test_only_validation_errors_escape_and_they_name_the_cell(tags: object, cell
         parsed = parse_tags(tags, cell)
     except ValidationError as exc:
         assert exc.cell == cell
-        assert exc.message.startswith(f"cell {cell}")
+        assert re.match(rf"cell {cell + 1}\D", exc.message), "words number cells from 1, as Lab does"
         assert all(d["cell"] == cell for d in exc.details)
     else:
         assert parsed.cell == cell
