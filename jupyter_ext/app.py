@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,20 @@ class JupyterExt(ExtensionApp):
 
     local_backend_class = Type(LocalBackend, klass=Backend, help="Class of the 'local' backend.").tag(config=True)
 
-    def initialize_settings(self) -> None:
+    def make_backends(self, also: Iterable[str] = ()) -> dict[str, Backend]:
+        """The enabled backends (plus `also`), each configured under its class name, none started.
+        The server and the in-process CLI (`jupyter-ext run --local`) both build them here."""
         classes: dict[str, Any] = {**self.backend_classes, "local": self.local_backend_class}
-        enabled = set(self.enabled_backends) | {self.backend}
+        enabled = set(self.enabled_backends) | {self.backend} | set(also)
         unknown = enabled - set(classes)
         if unknown:
             raise ValueError(
                 f"JupyterExt.enabled_backends: unknown backend(s) {sorted(unknown)}; known: {sorted(classes)}"
             )
-        self.backends: dict[str, Backend] = {name: classes[name](parent=self) for name in sorted(enabled)}
+        return {name: classes[name](parent=self) for name in sorted(enabled)}
+
+    def initialize_settings(self) -> None:
+        self.backends: dict[str, Backend] = self.make_backends()
         self.store = AsyncStore(Store(self.db_path))
         assert self.serverapp is not None, "JupyterExt runs inside a jupyter-server"
         contents = getattr(self.serverapp, "contents_manager", None)

@@ -7,8 +7,13 @@
     jupyter-ext artifacts JOB -o results/
 
 With a jupyter-ext server running (JupyterLab with the extension) the CLI talks to it, so
-jobs show in the Lab panel; otherwise it runs jobs in this process on the local backend,
-keeping them in the same job database.
+jobs show in the Lab panel; otherwise it runs jobs in this process, with the backends and
+configuration a server would have (jupyter_server_config.py in the Jupyter config path,
+JUPYTER_EXT_* defaults), keeping them in the same job database. `run --detach` without a
+server hands the job to a background process that outlives the command. `ls`, `logs`,
+`cancel` and `artifacts` read the job database directly and start nothing.
+
+Cells are named as JupyterLab numbers them: "cell 3" is the third cell of the notebook.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import JupyterExtError, NotFound
+from .errors import JupyterExtError, NotFound, ValidationError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -62,7 +67,7 @@ class Renderer:
         if kind == "cell.start" and e.get("cell_index") is not None:
             own = self.step_cells.get(step, [])
             where = f"{own.index(e['cell_index']) + 1}/{len(own)}" if e["cell_index"] in own else "setup"
-            self.err.write(self._c(f"{prefix}── cell {e['cell_index']} ({where}) ──\n", "2"))
+            self.err.write(self._c(f"{prefix}── cell {e['cell_index'] + 1} ({where}) ──\n", "2"))
         elif kind == "cell.output":
             self._output(e, prefix)
         elif kind == "log":
@@ -85,18 +90,16 @@ class Renderer:
         otype = output.get("output_type")
         if otype == "stream":
             target = self.err if output.get("name") == "stderr" else self.out
-            text = self._plain(_text(output.get("text")))
-            if prefix:  # parallel steps interleave: say whose line each is
-                text = "".join(prefix + line for line in text.splitlines(keepends=True))
-            target.write(text)
+            # parallel steps interleave: say whose line each is
+            target.write(_prefixed(self._plain(_text(output.get("text"))), prefix))
         elif otype == "error":
-            self.out.write(self._plain("\n".join(output.get("traceback", []))) + "\n")
+            self.out.write(_prefixed(self._plain("\n".join(output.get("traceback", []))) + "\n", prefix))
         else:
             data = output.get("data", {})
             if e.get("artifact"):
                 self.out.write(self._c(f"{prefix}[image: {e['artifact']}]\n", "35"))
             elif "text/plain" in data and not e.get("update"):
-                self.out.write(_text(data["text/plain"]) + "\n")
+                self.out.write(_prefixed(_text(data["text/plain"]) + "\n", prefix))
             elif "text/html" in data:
                 self.out.write(self._c(f"{prefix}[html output: see the executed notebook artifact]\n", "35"))
 
@@ -115,6 +118,11 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
+def _prefixed(text: str, prefix: str) -> str:
+    """Every line of `text` led by `prefix` ('[step] ' in a job of several steps)."""
+    return "".join(prefix + line for line in text.splitlines(keepends=True)) if prefix else text
+
+
 # -- parameters -------------------------------------------------------------------------------------------------
 def parse_value(raw: str) -> Any:
     """`-p name value`: numbers, booleans, None, JSON/Python literals as such; anything else a string."""
@@ -127,29 +135,82 @@ def parse_value(raw: str) -> Any:
 
 
 # -- sessions: a server, or this process ---------------------------------------------------------------------------
-class InProcess:
-    """Runs jobs here on the local backend, sharing the default job database with the server."""
+def server_config() -> Any:
+    """The configuration jupyter_server would give the extension: jupyter_jupyter_ext_config, then
+    jupyter_config and jupyter_server_config (.py and .json) from the Jupyter config path (later
+    files win, the server's over the extension's). Cheap: no server module is imported."""
+    from jupyter_core.application import JupyterApp
+    from traitlets.config import Config
 
-    def __init__(self, root_dir: str | Path | None = None) -> None:
-        from .app import default_data_dir
-        from .backends.local import LocalBackend
-        from .orchestrator import Orchestrator
+    merged = Config()
+    for name in ("jupyter_jupyter_ext_config", "jupyter_server_config"):
+        loader = JupyterApp(config_file_name=name)
+        loader.load_config_file()
+        merged.merge(loader.config)
+    return merged
+
+
+def configured_app(config: Any = None) -> Any:
+    """The server extension's app (`JupyterExt`) with that configuration, without a server; its
+    traits add the JUPYTER_EXT_* environment defaults themselves."""
+    from .app import JupyterExt
+
+    return JupyterExt(config=server_config() if config is None else config)
+
+
+def database_path(config: Any) -> Path:
+    """Where `JupyterExt` keeps the job database under `config` (its data_dir/db_path defaults),
+    found without importing the server (`ls` must be quick)."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    ours = config.JupyterExt if "JupyterExt" in config else {}
+    if ours.get("db_path"):
+        return Path(ours["db_path"])
+    data_dir = (
+        ours.get("data_dir") or os.environ.get("JUPYTER_EXT_DATA_DIR") or Path(jupyter_data_dir()) / "jupyter_ext"
+    )
+    return Path(data_dir) / "jobs.db"
+
+
+class InProcess:
+    """This process: the job database directly, and, to run jobs, an orchestrator with the
+    backends the app's configuration builds (`JupyterExt.make_backends`, as the server does).
+    Nothing is started until `start()`: reading jobs touches no runner and no kernel."""
+
+    def __init__(self, root_dir: str | Path | None = None, backend: str | None = None) -> None:
         from .store import AsyncStore, Store
 
-        data_dir = Path(default_data_dir())
-        self.store = AsyncStore(Store(data_dir / "jobs.db"))
-        self.orchestrator = Orchestrator(
-            store=self.store,
-            backends={"local": LocalBackend()},
-            default_backend="local",
-            root_dir=root_dir or os.getcwd(),
-            data_dir=data_dir,
-        )
+        self.config = server_config()
+        self.store = AsyncStore(Store(database_path(self.config)))
+        self.root_dir = Path(root_dir or os.getcwd())
+        self.backend = backend  # asked for on the command line: built even if the config does not enable it
+        self._orchestrator: Any = None
         self.started = False
 
-    async def start(self) -> None:
-        for backend in self.orchestrator.backends.values():
-            await backend.start()
+    @property
+    def orchestrator(self) -> Any:
+        """Built on first use (running or cancelling a job), with the backends the app builds."""
+        if self._orchestrator is None:
+            from .orchestrator import Orchestrator
+
+            app = configured_app(self.config)
+            try:
+                backends = app.make_backends([self.backend] if self.backend else [])
+            except ValueError as exc:
+                raise ValidationError(f"backend: {exc}", field="backend") from None
+            self._orchestrator = Orchestrator(
+                store=self.store,
+                backends=backends,
+                default_backend=app.backend,
+                root_dir=self.root_dir,
+                data_dir=app.data_dir,
+            )
+        return self._orchestrator
+
+    async def start(self, backend: str | None = None) -> None:
+        """Start the backend jobs will run on (the local one's warm runner, a cluster's watches)."""
+        _, chosen = self.orchestrator.backend_named(backend or self.backend)
+        await chosen.start()
         self.started = True
 
     async def close(self) -> None:
@@ -159,15 +220,20 @@ class InProcess:
 
     @property
     def user(self) -> str:
-        from .app import local_user
+        return _local_user()
 
-        return local_user()
+    async def plan(self, notebook: str, backend: str | None) -> dict[str, Any]:
+        """What `POST plan` answers: steps, parameters, warnings, and the error a submit would get."""
+        from .handlers import _plan_view
 
-    async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        name, _ = self.orchestrator.backend_named(backend)
+        return await asyncio.to_thread(_plan_view, self.orchestrator, notebook, name)
+
+    async def submit(self, spec: dict[str, Any], drive: bool = True) -> dict[str, Any]:
         from .handlers import job_view
         from .models import JobSpec, parse
 
-        job, _ = await self.orchestrator.submit(parse(JobSpec, spec), self.user)
+        job, _ = await self.orchestrator.submit(parse(JobSpec, spec), self.user, drive=drive)
         return job_view(job)
 
     async def jobs(self) -> list[dict[str, Any]]:
@@ -180,19 +246,32 @@ class InProcess:
 
         return job_view(await self.store.get_job(job_id, self.user))
 
+    def _drives(self, job_id: str) -> bool:
+        return self._orchestrator is not None and job_id in self._orchestrator._drivers
+
     async def cancel(self, job_id: str) -> dict[str, Any]:
+        from .backends.local import LocalBackend
         from .handlers import job_view
 
-        if job_id in self.orchestrator._drivers:
+        if self._drives(job_id):
             return job_view(await self.orchestrator.cancel(job_id, self.user))
-        # A job another process drives: record the request and stop its running steps directly.
+        # A job another process drives (a server, a detached run): record the request, which that
+        # process reads, and stop its running steps directly.
         job = await self.store.get_job(job_id, self.user)
         if job["status"] in ("queued", "running"):
             await self.store.update_job(job_id, cancel_requested=1)
-            backend = self.orchestrator.backends.get(job["backend"])
-            for step in job["steps"]:
-                if step["status"] == "running" and step["handle"] and backend is not None:
-                    await backend.cancel(step["handle"])
+            running = [s["handle"] for s in job["steps"] if s["status"] == "running" and s["handle"]]
+            backend = self.orchestrator.backends.get(job["backend"]) if running else None
+            if backend is not None:
+                local = isinstance(backend, LocalBackend)  # stops a process by its pid: needs no start
+                if not local:
+                    await backend.start()
+                try:
+                    for handle in running:
+                        await backend.cancel(handle)
+                finally:
+                    if not local:
+                        await backend.stop()
         return job_view(await self.store.get_job(job_id))
 
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
@@ -209,7 +288,7 @@ class InProcess:
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Live from this process's orchestrator when it drives the job, else from the database."""
-        queue = self.orchestrator.hub.subscribe(job_id)
+        queue = self._orchestrator.hub.subscribe(job_id) if self._drives(job_id) else None
         try:
             while True:
                 backlog = await self.store.events(job_id, after, 5000)
@@ -220,7 +299,7 @@ class InProcess:
                         return
                 if backlog:
                     continue
-                if job_id in self.orchestrator._drivers:
+                if queue is not None and self._drives(job_id):
                     await queue.get()
                 else:
                     job = await self.store.get_job(job_id)
@@ -228,20 +307,29 @@ class InProcess:
                         return
                     await asyncio.sleep(0.25)  # another process writes the database: look again shortly
         finally:
-            self.orchestrator.hub.unsubscribe(job_id, queue)
+            if queue is not None:
+                self._orchestrator.hub.unsubscribe(job_id, queue)
+
+
+def _local_user() -> str:
+    """`app.local_user` (the owner of this account's jobs), without importing the server."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
 
 
 async def open_session(args: argparse.Namespace, root_dir: str | Path | None = None) -> Any:
-    """The server if one is running (unless --local), else an in-process session."""
+    """The server if one is running (unless --local), else this process (nothing started)."""
     from .client import find_server
 
     if not getattr(args, "local", False):
         server = await find_server()
         if server is not None:
             return server
-    session = InProcess(root_dir)
-    await session.start()
-    return session
+    return InProcess(root_dir, getattr(args, "backend", None))
 
 
 async def close_session(session: Any) -> None:
@@ -254,6 +342,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from .client import ServerClient
 
     path = Path(args.notebook).resolve()
+    if path.is_dir():
+        raise ValidationError(f"notebook: {args.notebook!r} is a folder; give the path of a notebook (.ipynb) in it")
     if not path.is_file():
         raise NotFound(f"notebook: {args.notebook!r} does not exist", field="notebook")
     session = await open_session(args, root_dir=path.parent)
@@ -264,19 +354,24 @@ async def cmd_run(args: argparse.Namespace) -> int:
             print(f"submitting to the jupyter-ext server at {session.url}", file=sys.stderr)
         else:
             print(f"{path} is outside the running server's root {root}; running it here", file=sys.stderr)
-            session = InProcess(path.parent)
-            await session.start()
+            session = InProcess(path.parent, args.backend)
             notebook = path.name
     else:
         notebook = path.name
     spec: dict[str, Any] = {"notebook": notebook, "parameters": {k: parse_value(v) for k, v in args.parameters}}
-    for key in ("backend", "name", "timeout", "retries", "from_step", "rerun_of"):
+    for key in ("backend", "name", "timeout", "retries", "from_step", "rerun_of", "kernel"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     resources = {k: getattr(args, k) for k in ("gpu", "memory", "cpu", "image") if getattr(args, k) is not None}
     if resources:
         spec["resources"] = resources
     try:
+        if not await _check_plan(session, notebook, args):
+            return 2
+        if isinstance(session, InProcess):
+            if args.detach:
+                return await _detach(session, spec)
+            await session.start()
         job = await session.submit(spec)
         if args.detach:
             print(job["id"])
@@ -284,6 +379,66 @@ async def cmd_run(args: argparse.Namespace) -> int:
         return await follow(session, job, cancel_on_interrupt=True)
     finally:
         await close_session(session)
+
+
+async def _check_plan(session: Any, notebook: str, args: argparse.Namespace) -> bool:
+    """Before anything runs: the planner's warnings on stderr (errors with --strict), its errors raised."""
+    plan = await session.plan(notebook, args.backend)
+    if plan.get("error"):
+        error = plan["error"]
+        raise ValidationError(error.get("message", "the notebook cannot run"), cell=error.get("cell"))
+    warnings = plan.get("warnings") or []
+    word = "error" if args.strict else "warning"
+    for warning in warnings:
+        print(f"jupyter-ext: {word}: {warning['message']}", file=sys.stderr)
+    if warnings and args.strict:
+        n = len(warnings)
+        print(f"jupyter-ext: --strict: {n} warning{'s' if n > 1 else ''}, so nothing was run", file=sys.stderr)
+        return False
+    return True
+
+
+async def _detach(session: InProcess, spec: dict[str, Any]) -> int:
+    """No server: store the job here (so every refusal is said now), then hand it to a background
+    process that drives it to its end and outlives this command."""
+    import subprocess
+
+    job = await session.submit(spec, drive=False)
+    log_path = session.orchestrator.job_dir(job["id"]) / "driver.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "jupyter_ext.cli", "_drive", job["id"]]
+    if session.backend:
+        argv += ["--backend", session.backend]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603, ASYNC220 - argv list, no shell; the CLI has no loop to block
+            argv,
+            cwd=session.root_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not stopped by the terminal's Ctrl-C or hang-up
+            close_fds=True,
+        )
+    print(job["id"])
+    print(
+        f"job {job['id']} runs in a background process (pid {proc.pid}, log {log_path}); "
+        f"follow it with: jupyter-ext logs -f {job['id']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def cmd_drive(args: argparse.Namespace) -> int:
+    """`_drive JOB` (internal, started by `run --detach` without a server): drive one stored job."""
+    session = InProcess(backend=args.backend)
+    try:
+        job = await session.store.get_job(args.job)
+        await session.start(job["backend"])
+        session.orchestrator.drive(args.job)
+        job = await session.orchestrator.wait(args.job)
+        return 0 if job["status"] == "succeeded" else 1
+    finally:
+        await session.close()
 
 
 async def follow(session: Any, job: dict[str, Any], *, cancel_on_interrupt: bool, after: int = 0) -> int:
@@ -435,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"jupyter-ext {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,ls,logs,cancel,artifacts}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--local", action="store_true", help="do not look for a running server; use this process")
@@ -455,9 +610,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retries")
     run.add_argument("--from-step", dest="from_step", help="re-run from this step (with --rerun-of)")
     run.add_argument("--rerun-of", dest="rerun_of", metavar="JOB", help="job whose earlier steps to reuse")
-    run.add_argument("--detach", action="store_true", help="print the job id and return at once")
+    run.add_argument(
+        "--kernel",
+        help="run with this kernel instead of the notebook's own (a notebook whose kernel is not installed is "
+        "refused unless you choose one)",
+    )
+    run.add_argument("--strict", action="store_true", help="treat the planner's warnings as errors: run nothing")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the job id and return at once (without a server, a background process runs the job)",
+    )
     common(run)
     run.set_defaults(fn=cmd_run)
+
+    drive = sub.add_parser("_drive")  # internal: the background process of `run --detach` without a server
+    drive.add_argument("job")
+    drive.add_argument("--backend")
+    drive.set_defaults(fn=cmd_drive, local=True)
 
     ls = sub.add_parser("ls", help="list your jobs")
     ls.add_argument("--json", action="store_true")

@@ -353,8 +353,11 @@ def _plan_view(orchestrator: Any, relative: str, backend_name: str) -> dict[str,
     }
     try:
         plan = plan_notebook(nb)
+        orchestrator.check_kernel(nb, backend_name)
         for planned in plan.steps:
-            orchestrator.backends[backend_name].check(planned.name, planned.resources)
+            orchestrator.check_resources(
+                orchestrator.backends[backend_name], planned.name, planned.resources, planned.asked
+            )
     except JupyterExtError as exc:
         body["error"] = exc.to_dict()
         return body

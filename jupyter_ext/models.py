@@ -7,6 +7,7 @@ a valid value looks like. Inside the server, records travel as these models or p
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -161,6 +162,12 @@ class JobSpec(_Strict):
     retries: int | None = None
     from_step: str | None = Field(None, description="Re-run from this step, reusing earlier hand-offs")
     rerun_of: str | None = Field(None, description="Job whose hand-offs a re-run reuses")
+    kernel: str | None = Field(
+        None,
+        max_length=200,
+        description="Kernel to run the notebook with instead of its own (e.g. 'python3'); without it a "
+        "notebook whose kernel the backend does not have is refused",
+    )
 
     @field_validator("notebook")
     @classmethod
@@ -186,6 +193,13 @@ class JobSpec(_Strict):
         for key in v:
             if not key.isidentifier():
                 raise ValueError(f"parameter name {key!r} is not a Python identifier")
+        return v
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", v):
+            raise ValueError(f"{v!r} is not a kernel name; use a name `jupyter kernelspec list` shows, e.g. 'python3'")
         return v
 
     @field_validator("timeout", mode="before")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import json
 import logging
@@ -28,17 +29,21 @@ from typing import Any
 import nbformat
 
 from .backends.base import Backend, Outcome, StepLaunch
+from .backends.local import LocalBackend
 from .errors import NotFound, ValidationError
 from .events import EventHub
 from .models import TERMINAL, JobSpec, Resources, Status, StepSpec
 from .notebook import plan_notebook, slice_step
 from .notebook.handoff import handoff_load_source, handoff_save_source
+from .notebook.parameters import check_parameters
+from .notebook.tags import cell_label
 from .store import AsyncStore, new_job_id
 
 log = logging.getLogger("jupyter_ext")
 
 _TERMINAL = {s.value for s in TERMINAL}
 CELL_STEP = "cell"
+COMBINED = "job"  # the `step` of the whole job's executed notebook (a step named so gets another label)
 
 
 class Orchestrator:
@@ -118,6 +123,11 @@ class Orchestrator:
         path = (self.root_dir / relative).resolve()
         if not path.is_relative_to(self.root_dir):
             raise ValidationError(f"notebook: {relative!r} points outside the server root (a symlink?)", field=field)
+        if path.is_dir():
+            raise ValidationError(
+                f"notebook: {relative!r} is a folder, not a notebook; give the path of an .ipynb file in it",
+                field=field,
+            )
         if not path.is_file():
             raise NotFound(f"notebook: {relative!r} does not exist under the server root", field=field)
         return path
@@ -137,6 +147,54 @@ class Orchestrator:
             known = ", ".join(sorted(self.backends))
             raise ValidationError(f"backend: {name!r} is not configured here; use one of: {known}", field="backend")
         return name, self.backends[name]
+
+    def check_kernel(self, nb: Any, backend_name: str, kernel: str | None = None) -> None:
+        """Refuse, before anything runs, a kernel the local backend does not have: the one asked for
+        (`kernel`), else the notebook's. (Elsewhere the step's image decides which kernels exist.)"""
+        if not isinstance(self.backends.get(backend_name), LocalBackend):
+            return
+        kernelspec = (nb.get("metadata", {}) or {}).get("kernelspec") or {}
+        wanted = kernel or kernelspec.get("name")
+        if not wanted:
+            return  # the notebook names no kernel: the runner uses python3, as papermill users expect
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        installed = sorted(KernelSpecManager().find_kernel_specs())
+        if wanted in installed:
+            return
+        listed = ", ".join(installed) or "none"
+        if kernel:
+            raise ValidationError(
+                f"kernel: {kernel!r} is not installed here; installed kernels: {listed}", field="kernel"
+            )
+        shown = f" ({kernelspec['display_name']})" if kernelspec.get("display_name") else ""
+        raise ValidationError(
+            f"kernel: the notebook's kernel {wanted!r}{shown} is not installed here (installed kernels: {listed}); "
+            f"install it (`jupyter kernelspec list` shows what the local backend can use), or run the notebook "
+            f"with another kernel on purpose: `jupyter-ext run --kernel {installed[0] if installed else 'python3'} "
+            "...` (the `kernel` field of the job)",
+            field="kernel",
+        )
+
+    def check_resources(self, backend: Backend, step: str, resources: Resources, asked: Any = None) -> None:
+        """`backend.check`, its refusal naming the tag (and cell) that asked for the resource."""
+        try:
+            backend.check(step, resources)
+        except ValidationError as exc:
+            what = (exc.field or "").removeprefix("resources.")
+            origin = (asked or {}).get(what)
+            if origin is None:
+                raise
+            tag, cell = origin
+            named = f"the tag {tag!r} on {cell_label(cell)}"
+            message, n = re.subn(
+                rf"lower `{re.escape(what)}:`( on step {re.escape(repr(step))})?",
+                f"lower or remove {named}",
+                exc.message,
+            )
+            if not n:
+                message = f"{message} (asked for by {named})"
+            raise ValidationError(message, field=exc.field, step=exc.step, cell=cell) from None
 
     def resolve_folder(self, relative: str) -> Path:
         """A folder under the server root ('' is the root itself), refusing anything outside it."""
@@ -212,14 +270,19 @@ class Orchestrator:
         nbformat.write(nbformat.v4.new_notebook(cells=[user_cell]), job_dir / "notebook.ipynb")
         return workdir / "remote-cell.ipynb", [step]
 
-    def _prepare(self, spec: JobSpec, job_id: str, user: str) -> tuple[Path, list[StepSpec]]:
-        """Read, plan and slice the notebook into the job's folder (thread)."""
+    def _prepare(
+        self, spec: JobSpec, job_id: str, user: str, backend_name: str
+    ) -> tuple[Path, list[StepSpec], dict[str, Any]]:
+        """Read, check, plan and slice the notebook into the job's folder (thread). Also returns, per
+        step, which tag asked for each resource (for the backend's refusals)."""
         if spec.cell is not None:
-            return self._prepare_cell(spec, job_id, user)
+            return (*self._prepare_cell(spec, job_id, user), {})
         assert spec.notebook is not None
         path, nb = self.read_notebook(spec.notebook)
         defaults = spec.resources
         plan = plan_notebook(nb, defaults=defaults)
+        check_parameters(nb, spec.parameters, repr(spec.notebook))
+        self.check_kernel(nb, backend_name, spec.kernel)
         steps: list[StepSpec] = []
         for planned in plan.steps:
             step = planned.to_spec()
@@ -234,16 +297,17 @@ class Orchestrator:
             step_dir.mkdir(parents=True, exist_ok=True)
             nbformat.write(slice_step(nb, plan, step.name), step_dir / "step.ipynb")
         shutil.copyfile(path, job_dir / "notebook.ipynb")
-        return path, steps
+        return path, steps, {s.name: s.asked for s in plan.steps}
 
-    async def submit(self, spec: JobSpec, user: str) -> tuple[dict[str, Any], bool]:
-        """Plan and store a job, then start driving it. Returns (job, created)."""
+    async def submit(self, spec: JobSpec, user: str, *, drive: bool = True) -> tuple[dict[str, Any], bool]:
+        """Plan and store a job, then start driving it (unless `drive` is false: another process
+        will, see `drive()`). Returns (job, created)."""
         backend_name, backend = self.backend_named(spec.backend)
         job_id = new_job_id()
         try:
-            path, steps = await asyncio.to_thread(self._prepare, spec, job_id, user)
+            path, steps, asked = await asyncio.to_thread(self._prepare, spec, job_id, user, backend_name)
             for step in steps:
-                backend.check(step.name, step.resources)
+                self.check_resources(backend, step.name, step.resources, asked.get(step.name))
             await backend.preflight([(s.name, s.resources) for s in steps if not s.reused_from])
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
@@ -285,8 +349,13 @@ class Orchestrator:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
             return job, False
         await self._emit(job_id, [{"type": "job.queued", "steps": [s.name for s in steps], "backend": backend_name}])
-        self._drive_later(job_id)
+        if drive:
+            self._drive_later(job_id)
         return await self.store.get_job(job_id), True
+
+    def drive(self, job_id: str) -> None:
+        """Drive a stored job from this process (one submitted with `drive=False` elsewhere)."""
+        self._drive_later(job_id)
 
     async def _cancel_requested(self, job_id: str) -> bool:
         """Cancelled here, or by another process sharing the store (e.g. `jupyter-ext cancel`)."""
@@ -462,9 +531,52 @@ class Orchestrator:
             status = Status.failed
         else:
             status = Status.succeeded
+        try:
+            await self._write_combined(job)
+        except Exception:  # noqa: BLE001 - a convenience copy must never keep a job from ending
+            log.exception("jupyter-ext: could not write the combined executed notebook of job %s", job_id)
         await self.store.update_job(job_id, status=status.value, finished=time.time(), error=error)
         await self._emit(job_id, [{"type": "job.end", "status": status.value, "error": error}])
         self._cancelling.discard(job_id)
+
+    async def _write_combined(self, job: dict[str, Any]) -> None:
+        """A job of several steps also gets one executed notebook of the whole job: the user's
+        notebook with each code cell's outputs from the step that ran it, markdown as written,
+        papermill's injected parameters after the parameters cell; artifact `job__executed.ipynb`
+        (and `.html`), beside each step's own `<step>__executed.ipynb`."""
+        steps = job["steps"]
+        if job["spec"].get("cell") or len(steps) < 2:
+            return
+        names = {s["name"] for s in steps}
+        label = next(n for n in (COMBINED, f"{COMBINED}-all", f"{COMBINED}-{job['id']}") if n not in names)
+        executed: list[str] = []
+        listed: dict[str, dict[str, str]] = {}
+        for step in steps:
+            owner = (step["spec"].get("reused_from") or {}).get("job") or job["id"]
+            if owner not in listed:
+                try:
+                    listed[owner] = {a["name"]: a["path"] for a in await self.store.artifacts(owner)}
+                except NotFound:
+                    listed[owner] = {}
+            path = listed[owner].get(f"{step['name']}__executed.ipynb")
+            if path:
+                executed.append(path)
+        job_dir = self.job_dir(job["id"])
+        written = await asyncio.to_thread(combine_executed, job_dir / "notebook.ipynb", executed, job_dir)
+        await self._emit(
+            job["id"],
+            [
+                {
+                    "type": "artifact",
+                    "step": label,
+                    "path": path.name,
+                    "location": str(path),
+                    "size": size,
+                    "mime": mime,
+                }
+                for path, size, mime in written
+            ],
+        )
 
     async def _end_step(
         self,
@@ -507,6 +619,7 @@ class Orchestrator:
             resources=spec.resources,
             env=env,
             timeout=spec.timeout,
+            kernel=job["spec"].get("kernel"),
             html=not job["spec"].get("cell"),
         )
 
@@ -649,15 +762,23 @@ class Orchestrator:
             watchdog = asyncio.create_task(expire())
         step_row = next(s for s in (await self.store.get_job(job_id))["steps"] if s["name"] == name)
         after = step_row["consumed"] if step_row["attempt"] == attempt else 0
+        stderr: dict[int, str] = {}  # cell -> the end of what it wrote to stderr (for errors told only there)
         try:
             async for batch in backend.events(handle, after):
                 stored = await self._emit(job_id, batch, step=name, attempt=attempt)
                 for event in stored:
                     if event["type"] == "step.end":
                         end_event = event
+                    elif event["type"] == "cell.output" and event.get("cell_index") is not None:
+                        output = event.get("output") or {}
+                        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                            text = stderr.get(event["cell_index"], "") + _joined(output.get("text"))
+                            stderr[event["cell_index"]] = text[-4000:]
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+        if end_event is not None and isinstance(end_event.get("error"), dict):
+            end_event = {**end_event, "error": cell_error_words(end_event["error"], stderr)}
         outcome = await backend.outcome(handle)
         if end_event is None:
             # The runner could not say how it ended (killed, lost): say it for it.
@@ -673,6 +794,96 @@ class Orchestrator:
                 ],
             )
         return outcome, end_event, timed_out
+
+
+def combine_executed(original: Path, executed: list[str], out_dir: Path) -> list[tuple[Path, int, str]]:
+    """Write `out_dir`/executed.ipynb (and .html): `original` with the outputs of each code cell
+    from the first of the step notebooks `executed` (in run order) that ran it (thread)."""
+    nb = nbformat.read(original, as_version=4)
+    ran: dict[int, Any] = {}
+    injected: tuple[Any, int | None] | None = None
+    papermill: Any = None
+    for path in executed:
+        try:
+            step_nb = nbformat.read(path, as_version=4)
+        except (OSError, ValueError) as exc:
+            log.warning("jupyter-ext: skipping executed notebook %s: %s", path, exc)
+            continue
+        papermill = papermill or step_nb.metadata.get("papermill")
+        previous: int | None = None
+        for cell in step_nb.cells:
+            index = (cell.metadata.get("jupyter_ext") or {}).get("source_index")
+            if index is None:
+                if injected is None and "injected-parameters" in (cell.metadata.get("tags") or []):
+                    injected = (cell, previous)
+                continue
+            previous = index
+            if cell.cell_type != "code":
+                continue
+            done = cell.get("execution_count") is not None or bool(cell.get("outputs"))
+            if index not in ran or (done and ran[index].get("execution_count") is None and not ran[index].outputs):
+                ran[index] = cell
+    cells: list[Any] = []
+    for index, cell in enumerate(nb.cells):
+        if "injected-parameters" in (cell.metadata.get("tags") or []):
+            continue  # an earlier run's: this run's own comes from the steps
+        cell = copy.deepcopy(cell)
+        if cell.cell_type == "code":
+            done = ran.get(index)
+            cell.outputs = copy.deepcopy(done.outputs) if done is not None else []
+            cell.execution_count = done.execution_count if done is not None else None
+            for key in ("papermill", "execution"):
+                if done is not None and key in done.metadata:
+                    cell.metadata[key] = copy.deepcopy(done.metadata[key])
+        cells.append(cell)
+        if injected is not None and injected[1] == index:
+            extra = copy.deepcopy(injected[0])
+            extra.metadata.pop("jupyter_ext", None)
+            cells.append(extra)
+    nb.cells = cells
+    if papermill is not None:
+        nb.metadata["papermill"] = copy.deepcopy(papermill)
+    target = out_dir / "executed.ipynb"
+    nbformat.write(nb, target)
+    written = [(target, target.stat().st_size, "application/x-ipynb+json")]
+    try:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+        html = out_dir / "executed.html"
+        html.write_text(body, encoding="utf-8")
+        written.append((html, html.stat().st_size, "text/html"))
+    except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience
+        log.warning("jupyter-ext: no HTML copy of the combined notebook: %s", exc)
+    return written
+
+
+def _joined(text: Any) -> str:
+    return "".join(text) if isinstance(text, list) else str(text or "")
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)): ?(.*)$")
+
+
+def cell_error_words(error: dict[str, Any], stderr: dict[int, str]) -> dict[str, Any]:
+    """A cell's error as a person reads it: the cell as Lab numbers it, and the real error where
+    the kernel only printed it (a line magic's UsageError reaches papermill as an empty
+    CellExecutionError, its text on the cell's stderr)."""
+    index = error.get("cell_index")
+    if not isinstance(index, int):
+        return error
+    ename, evalue = error.get("ename") or "Error", error.get("evalue") or ""
+    if ename == "CellExecutionError" and not evalue:
+        lines = [line.strip() for line in ANSI.sub("", stderr.get(index, "")).splitlines() if line.strip()]
+        found = next((m for m in map(_ERROR_LINE.match, reversed(lines)) if m), None)
+        if found is not None:
+            ename, evalue = found.group(1), found.group(2)
+        elif lines:
+            ename, evalue = "error", lines[-1]
+    return {**error, "ename": ename, "evalue": evalue, "message": f"{cell_label(index)} raised {ename}: {evalue}"}
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _ended_message(step: str, outcome: Any) -> str:

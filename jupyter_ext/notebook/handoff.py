@@ -338,7 +338,9 @@ def analyze_steps(
             names[index] = scan_cell(sources.get(index, ""), index)
         except CellSyntaxError as exc:
             notes.append(
-                Note(f"{_cell(index)}: cannot be analysed for hand-off: {exc.detail}", cell=index, step=None, error=True)
+                Note(
+                    f"{_cell(index)}: cannot be analysed for hand-off: {exc.detail}", cell=index, step=None, error=True
+                )
             )
     if notes:
         return {}, notes

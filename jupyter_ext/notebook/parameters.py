@@ -10,11 +10,14 @@ literal; `ast` reads what Python reads.
 from __future__ import annotations
 
 import ast
+import difflib
 import io
 import json
 import tokenize
+from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ValidationError
 from .plan import cell_source
 from .tags import BARE_TAGS
 
@@ -101,4 +104,86 @@ def notebook_parameters(nb: Any) -> list[dict[str, Any]]:
     return list(by_name.values())
 
 
-__all__ = ["cell_parameters", "notebook_parameters"]
+def _parameters_cells(nb: Any) -> list[str]:
+    sources = []
+    for cell in nb.get("cells", []) or []:
+        if cell.get("cell_type") != "code":
+            continue
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if isinstance(tags, list) and any(t in PARAMETER_TAGS for t in tags if isinstance(t, str)):
+            sources.append(cell_source(cell))
+    return sources
+
+
+def _bound(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [name for element in target.elts for name in _bound(element)]
+    if isinstance(target, ast.Starred):
+        return _bound(target.value)
+    return []
+
+
+def declared_names(source: str) -> set[str] | None:
+    """Every name a parameters cell binds at top level (`a, b = 1, 2` too); None when the cell is
+    not Python even with its IPython lines (`%matplotlib`, `!pip`) left out."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            return None
+    names: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            for target in statement.targets:
+                names.update(_bound(target))
+        elif isinstance(statement, ast.AnnAssign | ast.AugAssign):
+            names.update(_bound(statement.target))
+    return names
+
+
+def check_parameters(nb: Any, given: Mapping[str, Any], notebook: str = "the notebook") -> None:
+    """Refuse parameter names the notebook does not declare, before anything runs (papermill would
+    only log "Passed unknown parameter" and run with the defaults). Each unknown name is reported
+    with the notebook's parameters, closest first."""
+    if not given:
+        return
+    sources = _parameters_cells(nb)
+    first = next(iter(given))
+    if not sources:
+        listed = ", ".join(repr(n) for n in given)
+        raise ValidationError(
+            f"parameters: {notebook} has no parameters cell, so {listed} would change nothing; tag the cell "
+            "that sets the defaults 'parameters' (in JupyterLab: select it, open the property inspector "
+            "(the gear icon in the right sidebar) and add the tag 'parameters'), or run it without parameters",
+            field=f"parameters.{first}",
+        )
+    declared: set[str] = set()
+    for source in sources:
+        names = declared_names(source)
+        if names is None:
+            return  # a cell we cannot read: let papermill decide, as it would without us
+        declared |= names
+    unknown = [name for name in given if name not in declared]
+    if not unknown:
+        return
+    known = sorted(declared)
+    lines = []
+    for name in unknown:
+        ranked = difflib.get_close_matches(name, known, n=len(known), cutoff=0.0)
+        ranked += [k for k in known if k not in ranked]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        its = f"did you mean {close[0]!r}? Its" if close else "its"
+        lines.append(
+            f"{name!r} is not a parameter of {notebook}; {its} parameters are (closest first): " + ", ".join(ranked)
+        )
+    if not known:
+        lines = [f"{name!r} is not a parameter of {notebook}: its parameters cell sets nothing" for name in unknown]
+    raise ValidationError(f"parameters.{unknown[0]}: " + "; ".join(lines), field=f"parameters.{unknown[0]}")
+
+
+__all__ = ["cell_parameters", "check_parameters", "declared_names", "notebook_parameters"]

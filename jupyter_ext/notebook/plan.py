@@ -79,6 +79,7 @@ class PlannedStep:
     sources: dict[str, str] = field(default_factory=dict)  # input -> step whose saved value is loaded
     origins: dict[str, int] = field(default_factory=dict)  # output -> last cell of this step binding it
     metrics_cells: list[int] = field(default_factory=list)  # cells tagged pipeline-metrics
+    asked: dict[str, tuple[str, int]] = field(default_factory=dict)  # "gpu", a limit key... -> (tag, cell)
 
     def to_spec(self) -> StepSpec:
         """The step as the API and the orchestrator store it."""
@@ -283,8 +284,8 @@ class _Draft:
 
 def _conflict(cell: int, tag: str, old_tag: str, old_cell: int, what: str, step: str) -> Problem:
     return Problem(
-        f"{cell_label(cell)}: tag {tag!r} conflicts with tag {old_tag!r} on {cell_label(old_cell)}: both set the {what} "
-        f"of step {step!r}; keep one",
+        f"{cell_label(cell)}: tag {tag!r} conflicts with tag {old_tag!r} on {cell_label(old_cell)}: "
+        f"both set the {what} of step {step!r}; keep one",
         cell=cell,
         step=step,
         tag=tag,
@@ -360,6 +361,10 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
                 retries=retries[0].value if retries else (base.retries or 0),
                 cells=list(draft.cells),
                 metrics_cells=list(draft.metrics_cells),
+                asked={
+                    **{key: (tag, cell) for key, (_, tag, cell) in draft.limits.items()},
+                    **{name: (setting.tag, cell) for name, (setting, cell) in draft.settings.items()},
+                },
             )
         )
     plan = Plan(

@@ -11,6 +11,12 @@ A step's notebook holds, in this order:
 
 A notebook without step tags (`Plan.single`) keeps its cells in notebook order.
 
+Markdown and raw cells are kept, unexecuted, as papermill keeps them, so the executed
+notebook and its HTML read like the user's notebook: in a notebook without step tags, all
+of them; otherwise each goes with the code cell below it (a heading introduces what follows),
+or with the last code cell when none follows, into whichever part of the step's notebook
+that code cell is in.
+
 The contract with the runner (jupyter_ext/runner/engine.py) and the UI:
 
 - every cell copied from the user's notebook keeps its ``id`` and carries
@@ -43,11 +49,14 @@ def slice_step(nb: nbformat.NotebookNode, plan: Plan, step_name: str) -> nbforma
     step = plan.step(step_name)
     cells = nb.get("cells", [])
     shared = sorted(set(plan.parameters_cells) | set(plan.prelude_cells))
+    prose = _prose_owners(cells, set(plan.skipped_cells))
     if plan.single:
         head: list[int] = []
-        body = sorted(set(shared) | set(step.cells))
+        body = sorted(set(shared) | set(step.cells) | set(prose))
     else:
-        head, body = shared, list(step.cells)
+        mine = set(step.cells)
+        head = sorted(set(shared) | {i for i, owner in prose.items() if owner in shared})
+        body = sorted(mine | {i for i, owner in prose.items() if owner in mine})
     last_parameters = max((i for i in head + body if i in plan.parameters_cells), default=None)
 
     out: list[Any] = [_copy(cells[i], i, i == last_parameters) for i in head]
@@ -66,6 +75,18 @@ def slice_step(nb: nbformat.NotebookNode, plan: Plan, step_name: str) -> nbforma
     sliced = new_notebook(cells=out, metadata=copy.deepcopy(dict(nb.get("metadata", {}))))
     sliced.nbformat_minor = max(int(nb.get("nbformat_minor", 5) or 0), 5)
     return sliced
+
+
+def _prose_owners(cells: list[Any], skipped: set[int]) -> dict[int, int | None]:
+    """Each markdown/raw cell -> the code cell it goes with: the next one that runs, else the last."""
+    code = [i for i, c in enumerate(cells) if c.get("cell_type") == "code" and i not in skipped]
+    owners: dict[int, int | None] = {}
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") == "code":
+            continue
+        following = [i for i in code if i > index]
+        owners[index] = following[0] if following else (code[-1] if code else None)
+    return owners
 
 
 def _copy(cell: Any, index: int, parameters: bool) -> Any:

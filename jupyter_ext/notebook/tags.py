@@ -177,7 +177,9 @@ def collect_tags(tags: object, cell: int) -> tuple[CellTags, list[Problem]]:
         return result, problems
     if not isinstance(tags, list | tuple):
         problems.append(
-            Problem(f"{cell_label(cell)}: metadata 'tags' must be a list of strings, got {type(tags).__name__}", cell=cell)
+            Problem(
+                f"{cell_label(cell)}: metadata 'tags' must be a list of strings, got {type(tags).__name__}", cell=cell
+            )
         )
         return result, problems
     roles: dict[str, str] = {}  # role -> first tag giving it

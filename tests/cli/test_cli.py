@@ -43,7 +43,8 @@ def test_run_prints_outputs_live_and_exits_0(notebooks: Path, isolated: dict[str
     assert result.returncode == 0, result.stderr
     assert "hello Ada 0\nhello Ada 1\n" in result.stdout
     assert "{'name': 'Ada', 'count': 2}" in result.stdout
-    assert "── cell 1 (setup) ──\n── cell 2 (1/2) ──" in result.stderr and "succeeded" in result.stderr
+    # Cells as Lab numbers them: the markdown title is cell 1, the parameters cell 2.
+    assert "── cell 2 (setup) ──\n── cell 3 (1/2) ──" in result.stderr and "succeeded" in result.stderr
 
     listing = cli("ls", "--json", env=isolated)
     jobs = json.loads(listing.stdout)
@@ -72,7 +73,7 @@ def test_run_failure_names_cell_and_exception(notebooks: Path, isolated: dict[st
     assert result.returncode == 1
     assert "before\n" in result.stdout and "never" not in result.stdout
     assert "ValueError: bad value in cell one" in result.stdout  # the traceback, as in a notebook
-    assert "failed: cell 1 raised ValueError: bad value in cell one" in result.stderr
+    assert "failed: cell 2 raised ValueError: bad value in cell one" in result.stderr  # Lab's cell 2
 
 
 def test_images_are_a_one_line_note(notebooks: Path, isolated: dict[str, str]) -> None:

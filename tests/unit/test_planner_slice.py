@@ -47,7 +47,8 @@ def test_slice_layout_and_source_index() -> None:
     nb = kale_notebook()
     plan = plan_notebook(nb)
     square = slice_step(nb, plan, "square")
-    assert [where(c) for c in square.cells] == [0, 2, 3, "handoff-load", 6, 7, "handoff-save"]
+    # The markdown cell 1 goes with the code below it (the parameters cell, which every step runs).
+    assert [where(c) for c in square.cells] == [0, 1, 2, 3, "handoff-load", 6, 7, "handoff-save"]
     for cell in square.cells:
         index = cell.metadata["jupyter_ext"].get("source_index")
         if index is not None:
@@ -65,7 +66,7 @@ def test_parameters_cell_carries_the_papermill_tag() -> None:
     sliced = slice_step(nb, plan_notebook(nb), "load")
     tagged = [where(c) for c in sliced.cells if "parameters" in c.metadata.get("tags", [])]
     assert tagged == [2]
-    assert "pipeline-parameters" in sliced.cells[1].metadata["tags"]
+    assert "pipeline-parameters" in sliced.cells[2].metadata["tags"]
 
 
 def test_handoff_cells_name_the_right_variables() -> None:
@@ -139,3 +140,43 @@ def test_unknown_step() -> None:
     nb = kale_notebook()
     with pytest.raises(NotFound, match="did you mean 'square'"):
         slice_step(nb, plan_notebook(nb), "sqare")
+
+
+def test_markdown_is_kept_unexecuted_as_papermill_keeps_it() -> None:
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Report"),  # 0
+            code("x = 1", "parameters"),  # 1
+            code("print(x)"),  # 2
+            new_markdown_cell("## The end"),  # 3
+        ],
+        metadata=KERNEL,
+    )
+    sliced = slice_step(nb, plan_notebook(nb), "main")
+    assert [(c.cell_type, where(c)) for c in sliced.cells] == [
+        ("markdown", 0),
+        ("code", 1),
+        ("code", 2),
+        ("markdown", 3),
+    ]
+    assert sliced.cells[0].source == "# Report"
+    nbformat.validate(sliced)
+
+
+def test_markdown_goes_with_the_step_of_the_code_below_it() -> None:
+    nb = new_notebook(
+        cells=[
+            code("import os", "imports"),  # 0
+            new_markdown_cell("## Load"),  # 1
+            code("v = 1", "step:load"),  # 2
+            new_markdown_cell("## Train"),  # 3
+            code("print('noise')", "skip"),  # 4
+            code("w = v", "step:train", "after:load"),  # 5
+            new_markdown_cell("That was all."),  # 6
+        ],
+        metadata=KERNEL,
+    )
+    plan = plan_notebook(nb)
+    load, train = (slice_step(nb, plan, s) for s in ("load", "train"))
+    assert [where(c) for c in load.cells] == [0, 1, 2, "handoff-save"]
+    assert [where(c) for c in train.cells] == [0, "handoff-load", 3, 5, 6]
