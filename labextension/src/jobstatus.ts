@@ -26,6 +26,8 @@ export class JobStatusRenderer extends Widget implements IRenderMime.IRenderer {
   private readonly label = document.createElement('code');
   private readonly button = document.createElement('button');
   private job = '';
+  /** The job the server said had already ended; a stale model of it does not bring Cancel back. */
+  private ended = '';
 
   constructor(private readonly cancel: (job: string) => Promise<unknown>) {
     super();
@@ -36,7 +38,16 @@ export class JobStatusRenderer extends Widget implements IRenderMime.IRenderer {
       this.button.disabled = true;
       this.button.textContent = 'Cancelling…';
       try {
-        await this.cancel(this.job);
+        const job = (await this.cancel(this.job)) as { status?: unknown } | undefined;
+        const status = typeof job?.status === 'string' ? job.status : '';
+        if (TERMINAL_STATES.has(status)) {
+          // The job had ended before the click: say so instead of waiting for a cancel that never comes.
+          this.ended = this.job;
+          this.label.textContent = `job ${this.job}: ${status} (it had already finished; nothing to cancel)`;
+          this.showButton(false);
+          this.button.textContent = 'Cancel';
+          this.button.disabled = false;
+        }
       } catch (error: any) {
         this.button.textContent = 'Cancel failed';
         this.button.title = String(error?.message ?? error);
@@ -49,11 +60,20 @@ export class JobStatusRenderer extends Widget implements IRenderMime.IRenderer {
 
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
     const data = model.data[JOB_STATUS_MIME] as unknown as IJobStatusData;
+    const terminal = TERMINAL_STATES.has(data.state);
+    if (!terminal && data.job === this.ended) {
+      return; // the server said this job had ended; the kernel's update is older
+    }
     this.job = data.job;
     this.label.textContent = `job ${data.job}: ${data.state} · ${Math.round(data.elapsed)}s · ${data.cells} cell(s) done`;
-    const terminal = TERMINAL_STATES.has(data.state);
-    this.button.hidden = terminal || data.cancellable === false;
+    this.showButton(!terminal && data.cancellable !== false);
     this.button.setAttribute('aria-label', `Cancel job ${data.job}`);
+  }
+
+  /** `hidden` alone loses to any stylesheet that sets `display` (Lab's buttons do), so say it inline. */
+  private showButton(show: boolean): void {
+    this.button.hidden = !show;
+    this.button.style.display = show ? '' : 'none';
   }
 }
 
