@@ -84,26 +84,70 @@ def check_versions(expected: dict[str, str]) -> None:
         )
 
 
-class RemoteError(Exception):
-    """The remote cell raised; the message carries the remote traceback."""
+RED, RESET = "\x1b[31m", "\x1b[39m"
 
 
-def remote_exception(error: dict[str, Any], job_id: str) -> BaseException:
-    """An exception of the remote type when it is a builtin one (so `except ValueError` works)."""
-    ename, evalue = error.get("ename") or "Error", error.get("evalue") or error.get("message", "")
-    trace = "\n".join(error.get("traceback") or [])
+def _where(message: str) -> str:
+    """The job's words name the remote cell by its place in the one-cell job notebook ("cell 1 raised"),
+    which is not where it is in the user's notebook; call it what the user sees."""
     import re
 
-    trace = re.sub(r"\x1b\[[0-9;]*m", "", trace)
-    message = f"{evalue}\n\n--- remote traceback (job {job_id}) ---\n{trace}" if trace else f"{evalue} (job {job_id})"
-    base = getattr(builtins, ename, None)
+    return re.sub(r"^cell \d+ raised", "the %%remote cell raised", message)
+
+
+class RemoteError(Exception):
+    """The remote cell raised. IPython shows the remote traceback (as the remote kernel sent it,
+    ANSI colours included) in place of this kernel's frames; str() is the remote error's own text."""
+
+    job_id: str = ""
+    ename: str = "Error"
+    evalue: str = ""
+    remote_traceback: list[str] = []
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.evalue
+
+    def _render_traceback_(self) -> list[str]:  # IPython uses this instead of formatting our frames
+        if self.remote_traceback:
+            return list(self.remote_traceback)
+        return [f"{RED}{self.ename}{RESET}: {self}"]
+
+
+class RemoteCancelled(RemoteError):
+    """The job was cancelled (a user action): one neutral line, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"%%remote: {self}"]
+
+
+class RemoteInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while %%remote waited; the job was cancelled. One neutral line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"%%remote: {self}"]
+
+
+def remote_exception(error: dict[str, Any], job_id: str, status: str = "failed") -> BaseException:
+    """An exception of the remote type when it is a builtin one (so `except ValueError` works)."""
+    if status == "cancelled":
+        cancelled = RemoteCancelled(f"job {job_id} cancelled")
+        cancelled.job_id, cancelled.ename = job_id, "cancelled"
+        return cancelled
+    message = _where(str(error.get("message") or ""))
+    ename, evalue = error.get("ename") or "", str(error.get("evalue") or "")
+    text = evalue or message or f"job {job_id} {status}"
+    exc: RemoteError | None = None
+    base = getattr(builtins, ename, None) if ename else None
     if isinstance(base, type) and issubclass(base, Exception):
         try:
-            kind = type(f"Remote{ename}", (RemoteError, base), {"__module__": __name__})
-            return kind(message)
+            exc = type(f"Remote{ename}", (RemoteError, base), {"__module__": __name__})(text)
         except TypeError:  # a builtin that cannot be subclassed with RemoteError
-            pass
-    return RemoteError(f"{ename}: {message}")
+            exc = None
+    if exc is None:
+        exc = RemoteError(text)
+    exc.job_id, exc.ename, exc.evalue = job_id, ename or "RemoteError", evalue
+    exc.remote_traceback = [str(line) for line in error.get("traceback") or []]
+    return exc
 
 
 # -- a private event loop for the client, so the kernel's own loop is never blocked or reused ------------------
@@ -178,8 +222,8 @@ class RemoteJob:
         self.wait(timeout)
         final = self._final or {}
         if final.get("status") != "succeeded":
-            error = final.get("error") or {"message": final.get("status", "ended")}
-            raise remote_exception(error, self.id)
+            status = str(final.get("status") or "ended")
+            raise remote_exception(final.get("error") or {}, self.id, status) from None
         if self._values is None:
             self._values = self._magics.fetch_outputs(self.id, self.outputs)
             assert self._magics.shell is not None
@@ -296,24 +340,34 @@ class RemoteMagics(Magics):
         status = _Status(handle, cancellable=not hasattr(self.session, "orchestrator"))
         status.show()
         try:
-            while True:
-                try:
-                    event = handle.queue.get(timeout=0.5)
-                except queue.Empty:
-                    status.update()
-                    continue
-                if event is None:
-                    break
-                _render(event)
-                status.update(event)
+            _pump(handle, status)
         except KeyboardInterrupt:
-            print(f"interrupted: cancelling job {handle.id}", file=sys.stderr)
-            handle.cancel()
-            handle.wait(60)
-            status.update()
-            raise
+            raise RemoteInterrupted(self._cancel_on_interrupt(handle, status)) from None
         finally:
             status.update(final=True)
+
+    def _cancel_on_interrupt(self, handle: RemoteJob, status: _Status, wait: float = 60) -> str:
+        """Cancel the job, keep showing its last outputs until it ends; the line that says what happened."""
+        before = status.state
+        status.state = "cancelling"
+        status.update(final=True)
+        try:
+            handle.cancel()
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # noqa: BLE001 - say why, whatever the client raised
+            status.state = before
+            return f"interrupted; job {handle.id} could not be cancelled: {exc}"
+        try:
+            _pump(handle, status, until=time.monotonic() + wait)
+        except KeyboardInterrupt:  # interrupted again: stop waiting, the cancel stands
+            pass
+        final = handle._final["status"] if handle._final is not None else None
+        if final == "cancelled":
+            return f"job {handle.id} cancelled"
+        if final in TERMINAL:
+            return f"interrupted; job {handle.id} had already {final}"
+        return f"interrupted; job {handle.id} is being cancelled (see %remote_jobs)"
 
     def fetch_outputs(self, job_id: str, names: list[str]) -> dict[str, Any]:
         import tempfile
@@ -386,6 +440,26 @@ class _Status:
         if self.display is not None and (final or event is None or now - self.last_update > 0.25):
             self.last_update = now
             self.display.update(self.bundle(), raw=True)
+
+
+def _pump(handle: RemoteJob, status: _Status, until: float | None = None) -> bool:
+    """Render the job's events as they come until its stream ends (True) or `until` passes (False)."""
+    while True:
+        timeout = 0.5
+        if until is not None:
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            timeout = min(timeout, left)
+        try:
+            event = handle.queue.get(timeout=timeout)
+        except queue.Empty:
+            status.update()
+            continue
+        if event is None:
+            return True
+        _render(event)
+        status.update(event)
 
 
 def _render(event: dict[str, Any]) -> None:

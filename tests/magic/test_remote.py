@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +47,26 @@ class Kernel:
 
 def text(outputs: list[dict[str, Any]]) -> str:
     return "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
+
+
+STATUS_MIME = "application/vnd.jupyter-ext.job-status+json"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def statuses(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The status line's states, in order."""
+    return [
+        o["data"][STATUS_MIME]
+        for o in outputs
+        if o["type"] in ("display_data", "update_display_data") and STATUS_MIME in o.get("data", {})
+    ]
+
+
+def step_error(data_dir: Path, job_id: str) -> dict[str, Any]:
+    """The error the remote step reported (its step.end event), as the runner wrote it."""
+    path = data_dir / "jobs" / job_id / "steps" / "cell" / "attempt-1" / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return next(e for e in events if e["type"] == "step.end")["error"]
 
 
 @pytest.fixture
@@ -95,16 +117,77 @@ def test_outputs_arrive_live_in_order(kernel: Kernel) -> None:
 def test_remote_failure_reraises_with_type_and_traceback(kernel: Kernel) -> None:
     reply, outputs = kernel.run("%%remote\nprint('before')\nraise ValueError('bad input 7')")
     assert reply["status"] == "error"
-    assert reply["ename"] == "RemoteValueError" and "bad input 7" in reply["evalue"]
-    assert "remote traceback" in reply["evalue"] and "ValueError" in reply["evalue"]
+    assert reply["ename"] == "RemoteValueError" and reply["evalue"] == "bad input 7"
     assert "before" in text(outputs)
     reply, outputs = kernel.run(
         "try:\n    get_ipython().run_cell_magic('remote', '', \"raise KeyError('k')\")\n"
-        "except KeyError as exc:\n    print('caught', type(exc).__name__)"
+        "except KeyError as exc:\n    print('caught', type(exc).__name__, exc.job_id != '')"
     )
-    assert "caught RemoteKeyError" in text(outputs), "except KeyError catches the remote KeyError"
+    assert "caught RemoteKeyError True" in text(outputs), "except KeyError catches the remote KeyError"
     jobs, out = kernel.run("%remote_jobs")
     assert text(out).count("failed") == 2, "the failed jobs stay inspectable"
+
+
+def test_remote_error_shows_the_remote_traceback_as_ipython_would(kernel: Kernel) -> None:
+    reply, outputs = kernel.run("%%remote\nd = {}\nd['missing']")
+    assert reply["status"] == "error" and reply["ename"] == "RemoteKeyError"
+    assert reply["evalue"] == "'missing'", "str() is the remote error's own text, no traceback packed in"
+    job_id = statuses(outputs)[0]["job"]
+    sent = step_error(kernel.data_dir, job_id)["traceback"]
+    assert sent and reply["traceback"] == sent, "the remote kernel's traceback lines, ANSI colours as sent"
+    errors = [o for o in outputs if o["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["traceback"] == sent
+    shown = ANSI.sub("", "\n".join(reply["traceback"]))
+    assert "d['missing']" in shown and "KeyError: 'missing'" in shown
+    assert "jupyter_ext" not in shown and "magics.py" not in shown and "run_cell_magic" not in shown
+    assert "\\n" not in shown, "no traceback packed into one line of literal \\n"
+
+
+def test_remote_errors_do_not_name_the_job_notebook_cell(kernel: Kernel) -> None:
+    """The job's one-cell notebook numbers the %%remote cell 'cell 0' (or 'cell 1'); that is not where it is
+    in the user's notebook, so the words say 'the %%remote cell'."""
+    reply, outputs = kernel.run("%%remote\nraise KeyError()")
+    assert reply["status"] == "error" and reply["ename"] == "RemoteKeyError"
+    job_id = statuses(outputs)[0]["job"]
+    assert re.match(r"cell \d+ raised", step_error(kernel.data_dir, job_id)["message"]), "the job's own words"
+    words = reply["evalue"] + "\n" + ANSI.sub("", "\n".join(reply["traceback"]))
+    assert not re.search(r"\bcell \d", words), words
+    assert reply["evalue"] == "the %%remote cell raised KeyError: "
+    reply, outputs = kernel.run("%%remote\n%no_such_magic_here")
+    assert reply["status"] == "error"
+    words = reply["evalue"] + "\n" + ANSI.sub("", "\n".join(reply["traceback"]))
+    assert not re.search(r"\bcell \d", words), words
+    assert "no_such_magic_here" in words and "jupyter_ext" not in words
+
+
+def test_a_cancelled_cell_says_so_in_one_neutral_line(kernel: Kernel) -> None:
+    """Cancelled from elsewhere (as Lab's Cancel button does) while the cell waits: no error traceback."""
+    reply, _ = kernel.run(
+        "import threading, time\n"
+        "magics = get_ipython().magics_manager.registry['RemoteMagics']\n"
+        "def _cancel_when_running():\n"
+        "    deadline = time.time() + 60\n"
+        "    while time.time() < deadline and not (magics.jobs and magics.jobs[-1].logs()):\n"
+        "        time.sleep(0.1)\n"
+        "    magics.jobs[-1].cancel()\n"
+        "threading.Thread(target=_cancel_when_running, daemon=True).start()"
+    )
+    assert reply["status"] == "ok", reply
+    reply, outputs = kernel.run("%%remote\nimport time\nprint('started', flush=True)\ntime.sleep(60)")
+    assert "started" in text(outputs)
+    job_id = statuses(outputs)[0]["job"]
+    assert reply["status"] == "error", "a cancelled cell stops Run All like an interrupt"
+    assert reply["ename"] == "RemoteCancelled" and reply["evalue"] == f"job {job_id} cancelled"
+    assert reply["traceback"] == [f"%%remote: job {job_id} cancelled"], "one neutral line, no red, no frames"
+    assert statuses(outputs)[-1]["state"] == "cancelled"
+    # the same for an --async handle's result()
+    reply, _ = kernel.run(
+        "h = get_ipython().run_cell_magic('remote', '--async', 'import time\\ntime.sleep(60)')\n"
+        "time.sleep(1)\nh.cancel()\nh.result()"
+    )
+    assert reply["status"] == "error" and reply["ename"] == "RemoteCancelled", reply
+    assert len(reply["traceback"]) == 1 and reply["traceback"][0].endswith(" cancelled")
+    assert "Error" not in reply["traceback"][0]
 
 
 def test_usage_errors_submit_nothing(kernel: Kernel) -> None:
@@ -138,8 +221,15 @@ def test_interrupt_cancels_the_remote_job(kernel: Kernel) -> None:
         time.sleep(0.2)
     time.sleep(1.0)  # the remote cell is printing
     kernel.km.interrupt_kernel()
-    thread.join(60)
-    assert result["reply"]["status"] == "error" and result["reply"]["ename"] == "KeyboardInterrupt"
+    thread.join(90)
+    reply, outputs = result["reply"], result["outputs"]
+    job_id = statuses(outputs)[0]["job"]
+    assert reply["status"] == "error", "an interrupt stops Run All"
+    assert reply["traceback"] == [f"%%remote: job {job_id} cancelled"], "one short line, no frames of ours"
+    assert reply["ename"] == "RemoteInterrupted"
+    assert statuses(outputs)[-1]["state"] == "cancelled", "the status line ends final"
+    stderr = "".join(o["text"] for o in outputs if o["type"] == "stream" and o["name"] == "stderr")
+    assert "Traceback" not in stderr and "queue.py" not in stderr
     _, out = kernel.run("%remote_jobs")
     assert "cancelled" in text(out)
 

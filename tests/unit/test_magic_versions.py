@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from jupyter_ext.magics import RemoteError, check_versions, local_versions, remote_exception
+from jupyter_ext.magics import RemoteCancelled, RemoteError, check_versions, local_versions, remote_exception
 
 
 def test_same_environment_passes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,6 +37,14 @@ def test_missing_library_and_major_versions_stop_minor_versions_warn(capsys: pyt
 def test_remote_exception_keeps_builtin_type_and_traceback() -> None:
     exc = remote_exception({"ename": "ValueError", "evalue": "bad", "traceback": ["\x1b[31mline 1\x1b[0m"]}, "j1")
     assert isinstance(exc, ValueError) and isinstance(exc, RemoteError)
-    assert "bad" in str(exc) and "line 1" in str(exc) and "\x1b" not in str(exc) and "j1" in str(exc)
+    assert str(exc) == "bad" and exc.job_id == "j1"
+    assert exc._render_traceback_() == ["\x1b[31mline 1\x1b[0m"], "IPython shows the remote lines as sent"
+    key = remote_exception({"ename": "KeyError", "evalue": "'k'", "traceback": ["a\nb"]}, "j1")
+    assert isinstance(key, KeyError) and str(key) == "'k'", "KeyError's quoting does not pack the traceback"
     custom = remote_exception({"ename": "MyError", "evalue": "x"}, "j2")
-    assert type(custom) is RemoteError and str(custom).startswith("MyError: x")
+    assert type(custom) is RemoteError and str(custom) == "x"
+    assert custom._render_traceback_() == ["\x1b[31mMyError\x1b[39m: x"]
+    lost = remote_exception({"message": "cell 1 raised KeyError: "}, "j3")
+    assert str(lost) == "the %%remote cell raised KeyError: "
+    cancelled = remote_exception({"message": "cancelled"}, "j4", "cancelled")
+    assert isinstance(cancelled, RemoteCancelled) and cancelled._render_traceback_() == ["%%remote: job j4 cancelled"]
