@@ -3,6 +3,8 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (from k8s.io/kubernetes)
 #   etcd                                                             (Debian etcd-server, or built)
 #   kwok, kwokctl                                                    (sigs.k8s.io/kwok)
+#   kubelet                                                          (k8s.io/kubernetes, the real node)
+#   containerd, runc, CNI plugins, buildah, mmdebstrap               (Debian, apt-get when missing)
 #
 # Everything is cached under $JUPYTER_EXT_K8S_CACHE (default ~/.cache/jupyter-ext/k8s)/<k8s version>/;
 # nothing is written into the repository. Re-running is cheap: a binary that already exists
@@ -43,7 +45,7 @@ log "k8s $K8S_VERSION; kwok $KWOK_VERSION; cache $DIR; $(go version 2>/dev/null 
 need_go() { command -v go >/dev/null || { log "go is needed to build $1 but is not on PATH"; exit 1; }; }
 
 # ---------------------------------------------------------------- Kubernetes
-K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 need_k8s=0
 for b in "${K8S_BINS[@]}"; do have "$BIN/$b" || need_k8s=1; done
 
@@ -185,6 +187,29 @@ else
   fi
   log "etcd: $got"
 fi
+
+# ---------------------------------------------------------------- the real node's packages
+# containerd + runc + CNI plugins run the real node's containers; buildah, mmdebstrap and gcc
+# build its images (scripts/k8s/images.sh). Debian's packages, installed when missing.
+NODE_PKGS=()
+command -v containerd >/dev/null || NODE_PKGS+=(containerd)
+command -v runc >/dev/null || NODE_PKGS+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || NODE_PKGS+=(containernetworking-plugins)
+command -v buildah >/dev/null || NODE_PKGS+=(buildah)
+command -v mmdebstrap >/dev/null || NODE_PKGS+=(mmdebstrap)
+command -v ip >/dev/null || NODE_PKGS+=(iproute2)
+command -v gcc >/dev/null || NODE_PKGS+=(gcc libc6-dev)
+if ((${#NODE_PKGS[@]})); then
+  if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    log "real node: installing ${NODE_PKGS[*]} with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${NODE_PKGS[@]}" >&2 ||
+      { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${NODE_PKGS[@]}" >&2; }
+  else
+    log "real node: missing ${NODE_PKGS[*]} (install them as root: apt-get install ${NODE_PKGS[*]})"
+    exit 1
+  fi
+fi
+log "real node: $(containerd --version | cut -d' ' -f3), runc $(runc --version | sed -n 's/^runc version //p')"
 
 # ---------------------------------------------------------------- KWOK
 if have "$BIN/kwok" && have "$BIN/kwokctl" && [[ -f "$BIN/.kwok-$KWOK_VERSION" ]]; then

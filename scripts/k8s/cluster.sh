@@ -22,6 +22,10 @@
 #                            so a test "process kubelet" can run its pods; label
 #                            jupyter-ext.test/pool=proc and taint
 #                            jupyter-ext.test/process-kubelet=true:NoSchedule (PROC_NODE_TAINT=0 drops it)
+#   jx-real-0                a REAL node (scripts/k8s/node.sh): kubelet + containerd + runc, label
+#                            jupyter-ext.dev/node=real; KWOK manages only the nodes annotated
+#                            kwok.x-k8s.io/node=fake, so it never touches this one's pods.
+#                            REAL_NODE_ENABLED=0 leaves it out (needs root).
 # shellcheck disable=SC2034  # (retry loops: the counter is unused)
 set -euo pipefail
 
@@ -33,6 +37,9 @@ STATE="${JUPYTER_EXT_K8S_STATE:-$CACHE_ROOT/state}"
 BIN="$CACHE_ROOT/$K8S_VERSION/bin"
 PROC_NODE="${PROC_NODE:-kwok-proc-0}"
 PROC_NODE_TAINT="${PROC_NODE_TAINT:-1}"
+# REAL_NODE_ENABLED=1 (default when root): also a real kubelet + containerd node (scripts/k8s/node.sh)
+REAL_NODE_ENABLED="${REAL_NODE_ENABLED:-$([[ $(id -u) == 0 ]] && echo 1 || echo 0)}"
+export CLUSTER_NAME K8S_VERSION
 KUBECONFIG_OUT="$STATE/$CLUSTER_NAME.kubeconfig"
 export KWOK_WORKDIR="$STATE/kwok"   # kwokctl keeps clusters/<name>/ here instead of ~/.kwok
 # kwokctl shells out to the first kubectl on PATH (KWOK_KUBECTL_BINARY is only its fallback);
@@ -155,6 +162,8 @@ cmd_up() {
     fi
     if ! "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
       local cfg t0
+      # a real node left from an earlier cluster of this name talks to an API server that is gone
+      [[ $REAL_NODE_ENABLED == 1 ]] && "$HERE/node.sh" down 2>/dev/null || true
       cfg=$(write_config)
       t0=$(date +%s)
       log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, k8s $K8S_VERSION)"
@@ -172,6 +181,8 @@ cmd_up() {
         --enable-crds Logs,ClusterLogs \
         --extra-args kube-controller-manager=leader-elect=false \
         --extra-args kube-scheduler=leader-elect=false \
+        --extra-args kwok-controller=manage-all-nodes=false \
+        --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
         --kubeconfig "$KUBECONFIG_OUT" \
         --timeout 180s --wait 120s >&2
       log "control plane up in $(($(date +%s) - t0))s"
@@ -181,16 +192,21 @@ cmd_up() {
   # (same endpoint + certs) so the file has exactly one context.
   cp "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/kubeconfig.yaml" "$KUBECONFIG_OUT"
   nodes_yaml | kc apply -f - >&2
-  log "waiting for nodes to be Ready"
-  kc wait --for=condition=Ready node --all --timeout=120s >&2
+  log "waiting for the KWOK nodes to be Ready"
+  kc wait --for=condition=Ready node -l type=kwok --timeout=120s >&2
   # the default ServiceAccount is created asynchronously; pods cannot be created before it.
   local i
   for i in $(seq 1 60); do kc -n default get serviceaccount default >/dev/null 2>&1 && break; sleep 1; done
+  if [[ $REAL_NODE_ENABLED == 1 ]]; then
+    "$HERE/node.sh" up
+  fi
   kc get nodes -o wide >&2
   cmd_env
 }
 
 cmd_down() {
+  # the real node first: kubelet still needs the API server to tear its pods down
+  [[ $REAL_NODE_ENABLED == 1 ]] && "$HERE/node.sh" down || true
   if [[ -x "$BIN/kwokctl" ]]; then
     sanitize_pids
     "$BIN/kwokctl" delete cluster --name "$CLUSTER_NAME" >&2 || true
@@ -256,6 +272,16 @@ cmd_env() {
   echo "export PATH='$BIN':\"\$PATH\""
   echo "export JUPYTER_EXT_K8S_BIN='$BIN'"
   echo "export JUPYTER_EXT_K8S_PROC_NODE='$PROC_NODE'"
+  if [[ $REAL_NODE_ENABLED == 1 ]]; then
+    # `jupyter-ext run --local --backend kubernetes NB.ipynb` with no other configuration:
+    # step pods on the real node, in the step image built from kernels/python
+    "$HERE/node.sh" env
+    local image
+    image=$("$HERE/images.sh" refs | sed -n 's/^STEP=//p')
+    echo "export JUPYTER_EXT_IMAGE='$image'"
+    echo "export JUPYTER_EXT_NODE_SELECTOR='jupyter-ext.dev/node=real'"
+    echo "export JUPYTER_EXT_NAMESPACE=default"
+  fi
 }
 
 cmd_status() {
