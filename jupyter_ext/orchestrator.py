@@ -682,6 +682,10 @@ class Orchestrator:
                 status = Status.failed
                 limit = _human_seconds(spec.timeout or 0)
                 error = {"message": f"step {name!r} timed out after {limit}; raise `timeout:` on step {name!r}"}
+            elif outcome.final and outcome.reason:
+                status, error = Status.failed, {"message": outcome.reason}
+                if outcome.code:
+                    error["reason"] = outcome.code
             elif outcome.exit_code == 0:
                 status, error = Status.succeeded, None
             else:
@@ -706,7 +710,7 @@ class Orchestrator:
                 job = await self.store.get_job(job_id)
                 continue
             # The runner's own step.end already told clients, unless we know better (timeout, kill, lost).
-            said = end_event is not None and end_event.get("status") == status.value
+            said = end_event is not None and end_event.get("status") == status.value and not outcome.final
             await self._end_step(job_id, name, status, error=error, exit_code=outcome.exit_code, emit=not said)
             return
 

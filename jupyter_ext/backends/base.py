@@ -69,6 +69,10 @@ class Outcome:
 
     exit_code: int | None
     reason: str | None = None  # e.g. "killed", "OOMKilled", "lost"; None when it simply exited
+    # The backend knows better than the runner's own step.end (the memory cgroup killed the
+    # kernel, the event channel could not be read): `reason` is the step's error, whatever it said.
+    final: bool = False
+    code: str | None = None  # the reason code of docs/events.md (oom, lost, ...) when `final`
 
 
 class Backend(LoggingConfigurable):

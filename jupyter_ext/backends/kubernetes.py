@@ -55,6 +55,7 @@ from .slugs import job_name
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TERMINAL_PHASES = ("Succeeded", "Failed")
+LOG_DRAIN_ATTEMPTS = 8  # reads of an ended pod's log (backing off to 4 s, about 20 s in all) before giving up
 LOG_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 DIAGNOSTIC_REASONS = (
     "FailedScheduling",
@@ -71,6 +72,17 @@ PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrIma
 QUIET_WAITING = ("ContainerCreating", "PodInitializing")  # the normal start of every pod
 RESTART_STRIDE = 10**9  # events of the container that restarted r times are numbered from r * this
 MAX_LOG_LINE = 64 * 2**20
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """`a=b,c=d` -> {"a": "b", "c": "d"} (the form of $JUPYTER_EXT_NODE_SELECTOR)."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"JUPYTER_EXT_NODE_SELECTOR: {part!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _own_namespace() -> str | None:
@@ -131,6 +143,8 @@ class _LogState:
     last_n: int  # highest event number passed on
     reading: int  # restart count of the container being read
     failed: bool = False
+    error: str | None = None  # why the last read failed
+    saw_end: bool = False  # the runner's step.end arrived
 
 
 def plan_log_reads(restarts: int, reading: int, final: bool) -> list[LogRead]:
@@ -280,7 +294,13 @@ class KubernetesBackend(Backend):
         return os.environ.get("JUPYTER_EXT_SERVICE_ACCOUNT") or None
 
     automount_service_account_token = Bool(False, help="Mount the API token into step pods.").tag(config=True)
-    node_selector = Dict(help="nodeSelector of every step pod.").tag(config=True)
+    node_selector = Dict(
+        help="nodeSelector of every step pod (default: $JUPYTER_EXT_NODE_SELECTOR, `key=value[,key=value]`)."
+    ).tag(config=True)
+
+    @default("node_selector")
+    def _default_node_selector(self) -> dict[str, str]:
+        return parse_selector(os.environ.get("JUPYTER_EXT_NODE_SELECTOR", ""))
     tolerations = List(Dict(), help="Tolerations of every step pod.").tag(config=True)
     extra_pod_config = Dict(help="Merged into every pod spec (dicts merge, lists replace).").tag(config=True)
     extra_container_config = Dict(help="Merged into the step container.").tag(config=True)
@@ -377,6 +397,7 @@ class KubernetesBackend(Backend):
         self.events_reflector: Reflector | None = None
         self.jobs: Reflector | None = None
         self._outcomes: dict[str, Outcome] = {}
+        self._unreadable: dict[str, str] = {}  # attempts whose pod log could not be read to its end
         self._access_checked_until = 0.0
         self._nodes_cache: tuple[float, list[dict[str, float]]] | None = None
         self._preflight_lock = asyncio.Lock()
@@ -817,9 +838,25 @@ class KubernetesBackend(Backend):
                 self._outcomes[self._key(handle)] = Outcome(None, "the step's Job was deleted")
                 return
         # 2. Follow the log until the pod has ended and the log is drained.
-        async for batch in self._follow_log(handle, pod["metadata"]["name"], after):
+        key = self._key(handle)
+        self._unreadable.pop(key, None)
+        saw_end = [after > 0]  # resumed after the server restarted: step.end may be stored already
+        async for batch in self._follow_log(handle, pod["metadata"]["name"], after, saw_end):
             yield batch
-        self._outcomes[self._key(handle)] = self._outcome_of(self._pod(handle), handle)
+        outcome = self._outcome_of(self._pod(handle), handle)
+        unreadable = self._unreadable.pop(key, None)
+        if not outcome.final and (unreadable is not None or (outcome.exit_code == 0 and not saw_end[0])):
+            # Success without the runner's own word is not success: the notebook never saw it run.
+            why = f" ({unreadable})" if unreadable else ""
+            outcome = Outcome(
+                None,
+                f"step {step!r}: its output could not be read from the pod log{why}, so what it did is "
+                "unknown; the step is failed rather than reported as a success with no output. Check that "
+                "the API server can reach the node's kubelet (`kubectl logs` of the step's pod).",
+                final=True,
+                code="lost",
+            )
+        self._outcomes[key] = outcome
 
     def _diagnostics(self, pod: dict[str, Any], seen: set[str]) -> list[dict[str, Any]]:
         assert self.events_reflector is not None
@@ -835,7 +872,9 @@ class KubernetesBackend(Backend):
             out.append(_log(f"{event.get('reason')}: {event.get('message', '').strip()}\n", event.get("reason")))
         return out
 
-    async def _follow_log(self, handle: dict[str, Any], pod: str, after: int) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _follow_log(
+        self, handle: dict[str, Any], pod: str, after: int, saw_end: list[bool] | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """The runner's events from the pod log, in order, each once, until the pod has ended.
 
         Resumes with `sinceTime` after a drop and drops what was already seen by `n`. After a
@@ -863,16 +902,25 @@ class KubernetesBackend(Backend):
                 state.reading = read.instance
                 async for batch in self._read_log(handle, pod, read, state, None if read.previous else ended):
                     received = await self._receive(handle, batch)
+                    if saw_end is not None and state.saw_end:
+                        saw_end[0] = True
                     if received:
                         yield received
             if final and not state.failed:
                 return
+            if current is None:
+                # the pod is gone (deleted, or garbage-collected with its Job): so is its log
+                if not state.saw_end:
+                    self._unreadable[self._key(handle)] = state.error or "the pod was deleted"
+                return
             if final:
                 drain_attempts += 1
-                if drain_attempts > 10:
+                if drain_attempts > LOG_DRAIN_ATTEMPTS:
                     self.log.warning("jupyter-ext: gave up reading the rest of pod %s's log", pod)
+                    self._unreadable[self._key(handle)] = state.error or "the stream kept dropping"
                     return
-            await asyncio.sleep(0.5)  # the stream dropped (or the API was away): resume from `since`
+            # the stream dropped (or the API was away): resume from `since`, backing off to 4 s
+            await asyncio.sleep(min(4.0, 0.5 * 2 ** max(0, drain_attempts - 1)))
 
     async def _read_log(
         self,
@@ -917,6 +965,8 @@ class KubernetesBackend(Backend):
                         state.since = stamp
                         event = parse_line(text)
                         if event is not None and isinstance(event.get("n"), int):
+                            if event.get("type") == "step.end":
+                                state.saw_end = True
                             event["n"] += offset
                             queue.put_nowait([event])
                 finally:
@@ -924,6 +974,7 @@ class KubernetesBackend(Backend):
             except Exception as exc:  # noqa: BLE001 - a dropped stream is resumed by the caller
                 if not read.previous:  # a previous container's log may be gone: nothing to resume
                     state.failed = True
+                    state.error = str(exc) if isinstance(exc, BackendError) else repr(exc)
                 self.log.warning("jupyter-ext: reading the log of pod %s failed: %r", pod, exc)
             finally:
                 queue.put_nowait(None)
@@ -998,7 +1049,8 @@ class KubernetesBackend(Backend):
             if terminated:
                 code = terminated.get("exitCode")
                 if terminated.get("reason") == "OOMKilled" or code == 137:
-                    return Outcome(137, f"the step ran out of memory: raise `memory:` on step {handle['step']!r}")
+                    # OOMKilled with exit code 0 too: the kernel (a child of the runner) was the one killed
+                    return Outcome(137, oom_words(handle["step"], _memory_limit(pod)), final=True, code="oom")
                 return Outcome(code, None if code == 0 else terminated.get("reason"))
         return Outcome(0 if status.get("phase") == "Succeeded" else None, status.get("message"))
 
@@ -1028,6 +1080,29 @@ class KubernetesBackend(Backend):
 
 NOTEBOOK_KEY = "step.ipynb"
 PARAMETERS_KEY = "parameters.json"
+
+
+def _memory_limit(pod: dict[str, Any]) -> str | None:
+    for container in pod.get("spec", {}).get("containers", []) or []:
+        if container.get("name") == CONTAINER_NAME:
+            return ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    return None
+
+
+def oom_words(step: str, limit: str | None) -> str:
+    """The plain out-of-memory message: what happened, the limit, the tag to raise."""
+    at = f" of {limit}" if limit else ""
+    return (
+        f"Out of memory: step {step!r} used more than its memory limit{at} and was stopped by the node. "
+        f"Raise it with a `memory:` tag on step {step!r} (e.g. `memory:{_doubled(limit)}`)."
+    )
+
+
+def _doubled(limit: str | None) -> str:
+    if not limit:
+        return "4Gi"
+    m = re.fullmatch(r"(\d+)([A-Za-z]*)", limit)
+    return f"{int(m.group(1)) * 2}{m.group(2)}" if m else limit
 
 
 def _handoff_keys(launch: StepLaunch) -> dict[str, str]:

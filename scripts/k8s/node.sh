@@ -135,6 +135,7 @@ failCgroupV1: false
 protectKernelDefaults: false
 containerLogMaxSize: $LOG_MAX_SIZE
 containerLogMaxFiles: $LOG_MAX_FILES
+containerLogMonitorInterval: 3s
 serializeImagePulls: false
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
@@ -191,7 +192,10 @@ set_node_address() {
   # With a loopback --node-ip the kubelet publishes no address and the API server cannot reach
   # it for logs ("no preferred addresses found"); it keeps an address set in the status.
   local i
-  for i in $(seq 1 150); do kc get node "$REAL_NODE" >/dev/null 2>&1 && break; sleep 0.2; done
+  for i in $(seq 1 300); do kc get node "$REAL_NODE" >/dev/null 2>&1 && break; alive kubelet || break; sleep 0.2; done
+  if ! kc get node "$REAL_NODE" >/dev/null 2>&1; then
+    log "kubelet did not register node $REAL_NODE; its log:"; grep -v "^I" "$NODE/logs/kubelet.log" | tail -20 >&2; return 1
+  fi
   kc patch node "$REAL_NODE" --subresource=status --type=merge \
     -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' >/dev/null
 }

@@ -35,7 +35,11 @@ _build_error: str | None = None
 
 
 def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"CLUSTER_NAME": CLUSTER_NAME}
+    # the real node rotates container logs at 1 MiB, so tests see rotation under the event channel
+    env = os.environ | {
+        "CLUSTER_NAME": CLUSTER_NAME,
+        "NODE_CONTAINER_LOG_MAX_SIZE": os.environ.get("NODE_CONTAINER_LOG_MAX_SIZE", "1Mi"),
+    }
     return subprocess.run([str(SCRIPTS / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=timeout)
 
 
