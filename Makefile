@@ -53,7 +53,8 @@ test-python: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests --ignore=tests/kubernetes --ignore=tests/hub -p no:cacheprovider
 
 ## test-k8s: the Kubernetes backend against a real control plane (kube-apiserver, scheduler,
-## controller-manager built from source, etcd, KWOK nodes, a test-only process kubelet)
+## controller-manager built from source, etcd, KWOK nodes, a test-only process kubelet, and a real
+## kubelet + containerd node running the step image built from kernels/python)
 test-k8s: $(VENV)/.installed-test
 	scripts/k8s/build.sh
 	$(BIN)/python -m pytest tests/kubernetes -p no:cacheprovider
@@ -66,7 +67,7 @@ test-hub: $(VENV)/.installed-test
 	scripts/k8s/build.sh
 	[ -x $(CACHE)/chp/$(CHP_VERSION)/node_modules/.bin/configurable-http-proxy ] || npm install --no-audit --no-fund \
 	  --prefix $(CACHE)/chp/$(CHP_VERSION) configurable-http-proxy@$(CHP_VERSION)
-	JUPYTER_EXT_CHP_PREFIX=$(CACHE)/chp/$(CHP_VERSION) \
+	JUPYTER_EXT_CHP_PREFIX=$(CACHE)/chp/$(CHP_VERSION) REAL_NODE_ENABLED=0 \
 	  JUPYTER_EXT_K8S_TEST_CLUSTER=$${JUPYTER_EXT_K8S_TEST_CLUSTER:-jupyter-ext-hub-pytest} \
 	  $(BIN)/python -m pytest tests/hub -p no:cacheprovider
 

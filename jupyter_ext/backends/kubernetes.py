@@ -301,6 +301,7 @@ class KubernetesBackend(Backend):
     @default("node_selector")
     def _default_node_selector(self) -> dict[str, str]:
         return parse_selector(os.environ.get("JUPYTER_EXT_NODE_SELECTOR", ""))
+
     tolerations = List(Dict(), help="Tolerations of every step pod.").tag(config=True)
     extra_pod_config = Dict(help="Merged into every pod spec (dicts merge, lists replace).").tag(config=True)
     extra_container_config = Dict(help="Merged into the step container.").tag(config=True)
@@ -865,7 +866,8 @@ class KubernetesBackend(Backend):
             involved = event.get("involvedObject", {})
             if involved.get("name") != pod["metadata"]["name"] or event.get("reason") not in DIAGNOSTIC_REASONS:
                 continue
-            key = f"{event['metadata'].get('uid')}:{event.get('count')}:{event.get('message')}"
+            # once per reason and message: a back-off repeats the same event with a growing count
+            key = f"{event.get('reason')}:{event.get('message')}"
             if key in seen:
                 continue
             seen.add(key)

@@ -275,12 +275,9 @@ cmd_env() {
   if [[ $REAL_NODE_ENABLED == 1 ]]; then
     # `jupyter-ext run --local --backend kubernetes NB.ipynb` with no other configuration:
     # step pods on the real node, in the step image built from kernels/python
-    "$HERE/node.sh" env
-    local image
-    image=$("$HERE/images.sh" refs | sed -n 's/^STEP=//p')
-    echo "export JUPYTER_EXT_IMAGE='$image'"
+    # the step image the node holds (built from the tree as it was at `up`; `up` again rebuilds)
+    "$HERE/node.sh" env | sed 'p; s/^export JUPYTER_EXT_STEP_IMAGE=/export JUPYTER_EXT_IMAGE=/; t; d' | sort -u
     echo "export JUPYTER_EXT_NODE_SELECTOR='jupyter-ext.dev/node=real'"
-    echo "export JUPYTER_EXT_NAMESPACE=default"
   fi
 }
 

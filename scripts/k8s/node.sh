@@ -312,7 +312,7 @@ cmd_check() {
   [[ -n $(our_netns) ]] && left+=("network namespaces: $(our_netns | tr '\n' ' ')")
   ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("bridge $BRIDGE")
   local veths
-  veths=$(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | tr '\n' ' ')
+  veths=$(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | tr '\n' ' ' || true)
   [[ -n $veths ]] && left+=("veths: $veths")
   local c
   while read -r c; do [[ -d "$c/$CGROUP_ROOT" ]] && left+=("cgroup $c/$CGROUP_ROOT"); done < <(cgroup_controllers)

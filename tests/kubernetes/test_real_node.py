@@ -38,7 +38,11 @@ async def on_real_node(namespace: str, root: Path, body: Any, **options: Any) ->
     backend = KubernetesBackend(**(settings | options))
     store = AsyncStore(Store(root / "data" / "jobs.db"))
     orch = Orchestrator(
-        store=store, backends={"kubernetes": backend}, default_backend="kubernetes", root_dir=root, data_dir=root / "data"
+        store=store,
+        backends={"kubernetes": backend},
+        default_backend="kubernetes",
+        root_dir=root,
+        data_dir=root / "data",
     )
     await orch.start()
     try:
