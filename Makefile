@@ -97,6 +97,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/steps_parallel.py
 	$(BIN)/python bench/remote_latency.py
 	scripts/k8s/build.sh && $(BIN)/python bench/k8s_scale.py --jobs 200
+	$(BIN)/python bench/k8s_real.py --runs 10
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension

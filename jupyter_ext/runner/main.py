@@ -103,6 +103,12 @@ class _HtmlWriter:
     def __init__(self) -> None:
         self._exporter: Any = None
         self._error: BaseException | None = None
+        # What the step itself needs (papermill -> nbclient -> jupyter_client, nbformat) is imported
+        # here, before the thread starts: two threads importing jupyter_client at once fail with
+        # "cannot import name 'AsyncKernelManager' from partially initialized module" (seen in
+        # cold containers of a diamond's parallel steps). The thread then imports only nbconvert's own.
+        import papermill  # noqa: F401
+
         self._thread = threading.Thread(target=self._load, name="html-exporter", daemon=True)
         self._thread.start()
 

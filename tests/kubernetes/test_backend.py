@@ -156,7 +156,9 @@ def test_killed_like_oom_gives_the_memory_hint(k8s_cluster: Cluster, namespace: 
         final = await orch.wait(job["id"])
         assert final["status"] == "failed"
         assert final["steps"][0]["exit_code"] == 137
-        assert "the step ran out of memory: raise `memory:` on step 'big'" in final["error"]["message"]
+        message = final["error"]["message"]
+        assert "Out of memory: step 'big' used more than its memory limit of 1Gi" in message, message
+        assert "`memory:` tag on step 'big'" in message, message
 
     run(k8s_cluster, namespace, tmp_path, body)
 
