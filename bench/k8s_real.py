@@ -89,7 +89,7 @@ async def measure(name: str, root: Path, runs: int, **settings: Any) -> dict[str
 
 def row(name: str, values: list[float]) -> str:
     p90 = sorted(values)[max(0, int(len(values) * 0.9) - 1)]
-    return f"{name:<38} median {statistics.median(values):6.2f} s   p90 {p90:6.2f} s   (n={len(values)})"
+    return f"{name:<42} median {statistics.median(values):6.2f} s   p90 {p90:6.2f} s   (n={len(values)})"
 
 
 def main() -> int:
@@ -102,8 +102,8 @@ def main() -> int:
     for key, value in env.items():
         os.environ[key] = shlex.split(value.replace('"$PATH"', shlex.quote(os.environ.get("PATH", ""))))[0]
     root = Path(tempfile.mkdtemp(prefix="jx-bench-real-"))
-    nbformat.write(new_notebook(cells=[new_code_cell("print('hi')")], metadata={"kernelspec": {"name": "python3"}}),
-                   root / "trivial.ipynb")  # fmt: skip
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(new_notebook(cells=[new_code_cell("print('hi')")], metadata=kernel), root / "trivial.ipynb")
     kubelet = ProcessKubelet(
         os.environ["JUPYTER_EXT_K8S_PROC_NODE"], root / "process-kubelet", kubeconfig=os.environ["KUBECONFIG"],
         path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
