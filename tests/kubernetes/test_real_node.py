@@ -301,3 +301,28 @@ def test_a_pod_log_that_cannot_be_read_fails_the_step_in_words_instead_of_passin
         assert [p.status.phase for p in pods] == ["Succeeded"], "the container itself succeeded"
 
     run(namespace, tmp_path, body)
+
+
+def test_the_cli_runs_a_notebook_on_the_real_node_with_only_the_cluster_env(
+    k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # `eval "$(scripts/k8s/cluster.sh env)"` (the fixture exported it), then the command of
+    # docs/kubernetes.md, with no other configuration
+    import subprocess
+    import sys
+
+    nb = write(tmp_path, "cli.ipynb", [(["parameters"], "name = 'x'"), ([], "print('hello', name, flush=True)")])
+    env = os.environ | {"JUPYTER_EXT_NAMESPACE": namespace, "JUPYTER_EXT_SERVER_URL": "", "HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "jupyter_ext.cli", "run", "--local", "--backend", "kubernetes", nb]
+    cli += ["-p", "name", "pod"]
+    done = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout == "hello pod\n", done.stdout
+    assert "on kubernetes" in done.stderr and "succeeded" in done.stderr, done.stderr
+
+    async def pods() -> list[Any]:
+        async with k8s_cluster.clients() as (_, core, _):
+            return (await core.list_namespaced_pod(namespace)).items
+
+    ran = asyncio.run(pods())
+    assert ran and {p.spec.node_name for p in ran} == {"jx-real-0"}
