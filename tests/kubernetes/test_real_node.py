@@ -17,43 +17,20 @@ import pytest
 from jupyter_ext.backends.kubernetes import KubernetesBackend
 from jupyter_ext.models import JobSpec
 from jupyter_ext.orchestrator import Orchestrator
-from jupyter_ext.store import AsyncStore, Store
+from jupyter_ext.store import AsyncStore
 from tests.kubernetes.conftest import Cluster
-from tests.kubernetes.test_backend import write
+from tests.kubernetes.test_backend import scenario, write
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 REAL = {"jupyter-ext.dev/node": "real"}
 
 
-async def on_real_node(namespace: str, root: Path, body: Any, **options: Any) -> Any:
+def run(cluster: Cluster, namespace: str, root: Path, body: Any, timeout: float = 300, **options: Any) -> Any:
+    """test_backend's scenario with the real node's settings: the step image, no shared paths."""
     image = os.environ.get("JUPYTER_EXT_STEP_IMAGE")
     assert image, "cluster.sh up exports JUPYTER_EXT_STEP_IMAGE (the step image on the real node)"
-    settings: dict[str, Any] = {
-        "namespace": namespace,
-        "image": image,
-        "python": "python",
-        "node_selector": REAL,
-        "cancel_grace": 20.0,
-    }
-    backend = KubernetesBackend(**(settings | options))
-    store = AsyncStore(Store(root / "data" / "jobs.db"))
-    orch = Orchestrator(
-        store=store,
-        backends={"kubernetes": backend},
-        default_backend="kubernetes",
-        root_dir=root,
-        data_dir=root / "data",
-    )
-    await orch.start()
-    try:
-        return await body(orch, store, backend)
-    finally:
-        await orch.stop()
-        await store.close()
-
-
-def run(namespace: str, root: Path, body: Any, timeout: float = 300, **options: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(on_real_node(namespace, root, body, **options), timeout))
+    real = {"image": image, "python": "python", "node_selector": REAL, "shared_paths": False, "cancel_grace": 20.0}
+    return asyncio.run(asyncio.wait_for(scenario(cluster, namespace, root, body, **(real | options)), timeout))
 
 
 def texts(events: list[dict[str, Any]]) -> str:
@@ -108,7 +85,7 @@ def test_a_parameterised_notebook_runs_in_a_container_with_outputs_artifacts_and
         statuses = [c for p in pods for c in (p.status.container_statuses or [])]
         assert statuses and all(c.container_id.startswith("containerd://") for c in statuses)
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_a_dataframe_is_handed_from_one_container_to_the_next(
@@ -132,7 +109,7 @@ def test_a_dataframe_is_handed_from_one_container_to_the_next(
         pods = (await backend.core.list_namespaced_pod(namespace)).items
         assert len({p.metadata.name for p in pods}) == 2 and {p.spec.node_name for p in pods} == {"jx-real-0"}
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_a_step_over_its_memory_limit_is_stopped_by_the_cgroup_and_told_in_plain_words(
@@ -160,7 +137,7 @@ def test_a_step_over_its_memory_limit_is_stopped_by_the_cgroup_and_told_in_plain
         ends = [e for e in events if e["type"] == "step.end"]
         assert ends[-1]["status"] == "failed" and ends[-1]["error"]["message"] == message
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_cancel_reaches_the_runner_in_the_container_and_ends_cancelled_within_the_grace(
@@ -195,7 +172,7 @@ def test_cancel_reaches_the_runner_in_the_container_and_ends_cancelled_within_th
         grace = 30  # the pod's terminationGracePeriodSeconds (Kubernetes' default; we set none)
         assert took < grace, f"cancelled on its own within the pod's grace ({took:.1f}s of {grace}s)"
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_the_runtime_enforces_the_security_context_and_mounts_no_token(
@@ -225,7 +202,7 @@ def test_the_runtime_enforces_the_security_context_and_mounts_no_token(
             "uid 1000 euid 1000\nNoNewPrivs 1\ntoken False\nhome /home/jovyan True\n"
         )
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_an_image_the_runtime_cannot_find_reaches_the_cell_and_the_job_is_removed(
@@ -246,7 +223,7 @@ def test_an_image_the_runtime_cannot_find_reaches_the_cell_and_the_job_is_remove
         live = [j for j in jobs if not j.metadata.deletion_timestamp]
         assert not live, "the Job is cleaned up after the grace"
 
-    run(namespace, tmp_path, body, image_pull_grace=5.0)
+    run(k8s_cluster, namespace, tmp_path, body, image_pull_grace=5.0)
 
 
 def test_no_event_is_lost_when_the_kubelet_rotates_the_log_under_a_flood(
@@ -269,7 +246,7 @@ def test_no_event_is_lost_when_the_kubelet_rotates_the_log_under_a_flood(
         assert not missing, f"{len(missing)} lines lost, first {missing[:5]}"
         assert numbers == list(range(20000)), "each line once, in order"
 
-    run(namespace, tmp_path, body, timeout=900)
+    run(k8s_cluster, namespace, tmp_path, body, timeout=900)
 
 
 def test_a_pod_log_that_cannot_be_read_fails_the_step_in_words_instead_of_passing(
@@ -300,7 +277,7 @@ def test_a_pod_log_that_cannot_be_read_fails_the_step_in_words_instead_of_passin
         pods = (await backend.core.list_namespaced_pod(namespace)).items
         assert [p.status.phase for p in pods] == ["Succeeded"], "the container itself succeeded"
 
-    run(namespace, tmp_path, body)
+    run(k8s_cluster, namespace, tmp_path, body)
 
 
 def test_the_cli_runs_a_notebook_on_the_real_node_with_only_the_cluster_env(
