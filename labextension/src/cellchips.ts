@@ -8,8 +8,8 @@ import type { Cell } from '@jupyterlab/cells';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 import { PanelLayout, Widget } from '@lumino/widgets';
-import type { ICellMessage, IRunRecord } from './cellsync';
-import { analyzeNotebook, chipText, INotebookSteps } from './tagmodel';
+import { ICellMessage, IRunRecord, pyValue } from './cellsync';
+import { analyzeNotebook, cellsLabel, chipText, INotebookSteps } from './tagmodel';
 import { Status, STATUS_WORDS } from './tokens';
 
 /** The bar of one code cell. */
@@ -17,6 +17,7 @@ export class CellBar extends Widget {
   readonly chip: HTMLButtonElement;
   private readonly state: HTMLSpanElement;
   private readonly message: HTMLDivElement;
+  private readonly params: HTMLDivElement;
 
   constructor(onChip: (bar: CellBar) => void) {
     super();
@@ -41,7 +42,33 @@ export class CellBar extends Widget {
     this.message.dataset.testid = 'jupyter-ext-cell-error';
     this.message.setAttribute('role', 'alert');
     this.message.hidden = true;
-    this.node.append(row, this.message);
+    this.params = document.createElement('div');
+    this.params.className = 'jp-ext-CellParameters';
+    this.params.dataset.testid = 'jupyter-ext-cell-parameters';
+    this.params.hidden = true;
+    this.node.append(row, this.message, this.params);
+  }
+
+  /**
+   * On the parameters cell: the values the job ran with where they differ from the ones
+   * written in the cell, as papermill's injected-parameters cell shows them (null: none).
+   */
+  showParameters(run: Pick<IRunRecord, 'job' | 'parameters'> | null): void {
+    const entries = Object.entries(run?.parameters ?? {});
+    if (!run || !entries.length) {
+      this.params.hidden = true;
+      this.params.textContent = '';
+      return;
+    }
+    const head = document.createElement('div');
+    head.className = 'jp-ext-CellParameters-head';
+    head.textContent = `Job ${run.job.slice(0, 6)} ran with these values instead of the ones below:`;
+    const code = document.createElement('pre');
+    code.className = 'jp-ext-CellParameters-code';
+    code.textContent = entries.map(([name, value]) => `${name} = ${pyValue(value)}`).join('\n');
+    this.params.replaceChildren(head, code);
+    this.params.title = "The job's injected parameters (papermill's injected-parameters cell)";
+    this.params.hidden = false;
   }
 
   /** Show what the tags say about cell `index`. */
@@ -60,7 +87,7 @@ export class CellBar extends Widget {
     const step = cell?.opens && cell.step ? nb.steps.get(cell.step) : undefined;
     const lines: string[] = [];
     if (step) {
-      lines.push(`Step ${step.name} (cells ${step.cells.join(', ')})`);
+      lines.push(`Step ${step.name} (${cellsLabel(step.cells)})`);
       if (step.after.length) {
         lines.push(`runs after ${step.after.join(', ')}`);
       }
@@ -176,6 +203,8 @@ export class CellDecorator {
     }
     const nb = this.analyze();
     const alive = new Set<Cell>();
+    // papermill injects the job's parameters after the last parameters cell: shown there.
+    const paramsCell = nb.cells.reduce((last, c) => (c.role === 'parameters' ? c.index : last), -1);
     this.panel.content.widgets.forEach((cell, index) => {
       if (cell.model.type !== 'code') {
         return;
@@ -199,6 +228,7 @@ export class CellDecorator {
       bar.showTags(nb, index);
       const id = cell.model.id;
       bar.showRun(this.run?.states[id], this.run?.messages[id]);
+      bar.showParameters(index === paramsCell ? this.run : null);
     });
     for (const [cell, bar] of this.bars) {
       if (!alive.has(cell)) {

@@ -8,6 +8,7 @@
  * a JSON object the caller keeps in the notebook's metadata next to the outputs it explains.
  */
 
+import type { INotebookSteps } from './tagmodel';
 import type { IEvent, Status } from './tokens';
 
 /** The notebook's metadata key holding the record of the job whose outputs the cells show. */
@@ -38,6 +39,20 @@ export interface IRunRecord {
   displays: { [displayId: string]: [string, number][] };
   /** job.end was applied: nothing more will come. */
   done: boolean;
+  /**
+   * The execution count shown last. Each step runs in a kernel of its own, so the kernels'
+   * counts restart per step ([4], [5], [6], [5]); the cells show their order of execution in
+   * this run instead, as `cell.start` events arrive: [1], [2], [3], [4].
+   */
+  count?: number;
+  /** Cell id -> the count given at its `cell.start`, shown at its `cell.end`. */
+  counts?: { [cell: string]: number };
+  /** The parameters the job was given (the values that differ from the notebook's defaults). */
+  parameters?: { [name: string]: any };
+  /** papermill's injected-parameters cell as the job ran it (its source), once it ran. */
+  injected?: string | null;
+  /** Steps of the job reused from an earlier job (a re-run from a later step): not run again. */
+  reused?: string[];
 }
 
 /** The notebook, as the mapping needs it. */
@@ -55,18 +70,28 @@ export interface ICellSink {
 
 export type ApplyResult = 'applied' | 'duplicate' | 'gap';
 
-/** A record for a job just submitted: its cells queued. */
+/** What a record needs to know about the job beside its steps' cells. */
+export interface IRecordOptions {
+  /** The parameters the job was given. */
+  parameters?: { [name: string]: any };
+  /** Steps reused from an earlier job: their cells are not run, so they keep what they show. */
+  reused?: string[];
+}
+
+/** A record for a job just submitted: its cells queued (those of reused steps: succeeded). */
 export function newRecord(
   job: string,
   ids: (string | null)[],
-  steps: { [step: string]: number[] }
+  steps: { [step: string]: number[] },
+  options: IRecordOptions = {}
 ): IRunRecord {
+  const reused = options.reused ?? [];
   const states: { [cell: string]: Status } = {};
-  for (const cells of Object.values(steps)) {
+  for (const [step, cells] of Object.entries(steps)) {
     for (const index of cells) {
       const id = ids[index];
       if (id) {
-        states[id] = 'queued';
+        states[id] = reused.includes(step) ? 'succeeded' : 'queued';
       }
     }
   }
@@ -79,8 +104,69 @@ export function newRecord(
     messages: {},
     pendingClear: [],
     displays: {},
-    done: false
+    done: false,
+    count: 0,
+    counts: {},
+    parameters: { ...(options.parameters ?? {}) },
+    injected: null,
+    reused: [...reused]
   };
+}
+
+/**
+ * The cells a run of the notebook executes, as its tags say (notebook indices): the cells of
+ * its steps (but not of `reused` ones), and the imports, functions and parameters blocks every
+ * step runs first. Not: skip cells, papermill's stale injected cell, untagged cells before the
+ * first tagged one, markdown.
+ */
+export function runCells(nb: INotebookSteps, reused: readonly string[] = []): number[] {
+  const cells: number[] = [];
+  let started = nb.single;
+  for (const cell of nb.cells) {
+    if (cell.tags === null || cell.role === 'skip' || cell.role === 'injected') {
+      continue;
+    }
+    if (cell.step !== null) {
+      started = true;
+      if (!reused.includes(cell.step)) {
+        cells.push(cell.index);
+      }
+    } else if (cell.role !== null) {
+      started = true; // imports, functions, parameters: run by every step
+      cells.push(cell.index);
+    } else if (started) {
+      cells.push(cell.index); // an untagged cell continuing such a block
+    }
+  }
+  return cells;
+}
+
+/** A parameter's value as Python writes it: `'Ada'`, `True`, `None`, `0.5`, `[1, 2]`. */
+export function pyValue(value: any): string {
+  if (value === null || value === undefined) {
+    return 'None';
+  }
+  if (typeof value === 'boolean') {
+    return value ? 'True' : 'False';
+  }
+  if (typeof value === 'string') {
+    return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map(pyValue).join(', ')}]`;
+  }
+  if (typeof value === 'object') {
+    const items = Object.entries(value).map(([k, v]) => `${pyValue(k)}: ${pyValue(v)}`);
+    return `{${items.join(', ')}}`;
+  }
+  return String(value);
+}
+
+/** Parameters in words: `lines = 4, title = 'x'` (empty when there are none). */
+export function parametersText(parameters: { [name: string]: any } | null | undefined): string {
+  return Object.entries(parameters ?? {})
+    .map(([name, value]) => `${name} = ${pyValue(value)}`)
+    .join(', ');
 }
 
 /** Whether `value` is a record this module wrote (metadata can hold anything). */
@@ -196,6 +282,25 @@ export class CellSync {
     return 'applied';
   }
 
+  /**
+   * A run starts: clear the outputs and execution counts of every cell it will run (`cells`,
+   * notebook indices), as Lab's own Run all does cell by cell, so no cell shows an earlier
+   * job's outputs under this job's state. Other cells (skipped, untagged, markdown, those of
+   * reused steps) keep what they show.
+   */
+  begin(cells: readonly number[]): void {
+    for (const index of cells) {
+      const id = this.resolve(null, index);
+      if (id !== null) {
+        this.clearNow(id);
+        this.sink.setExecutionCount(id, null);
+        if (!this.record.states[id]) {
+          this.record.states[id] = 'queued';
+        }
+      }
+    }
+  }
+
   /** The notebook cell an event is about (by id, then by index as submitted), if it still exists. */
   resolve(cellId: string | null | undefined, cellIndex: number | null | undefined): string | null {
     if (cellId && this.sink.has(cellId)) {
@@ -287,12 +392,18 @@ export class CellSync {
         }
         break;
       case 'cell.start': {
+        if (event.injected) {
+          record.injected = typeof event.source === 'string' ? event.source : null;
+          break;
+        }
         const id = this.resolve(event.cell_id, event.cell_index);
-        if (id === null || event.injected) {
+        if (id === null) {
           break;
         }
         this.clearNow(id);
         this.sink.setExecutionCount(id, null);
+        record.count = (record.count ?? 0) + 1;
+        (record.counts ??= {})[id] = record.count;
         this.setState(id, 'running');
         delete record.messages[id];
         break;
@@ -324,7 +435,12 @@ export class CellSync {
         if (id === null || event.injected) {
           break;
         }
-        if (typeof event.execution_count === 'number') {
+        // This run's order of execution (the kernel's own count restarts with every step).
+        const count = record.counts?.[id];
+        if (count !== undefined) {
+          this.sink.setExecutionCount(id, count);
+          delete record.counts![id];
+        } else if (typeof event.execution_count === 'number') {
           this.sink.setExecutionCount(id, event.execution_count);
         }
         if (event.status === 'error') {

@@ -1,4 +1,4 @@
-import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
@@ -22,11 +22,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-ext:plugin',
   description: 'Run notebook cells as jobs and follow them from JupyterLab.',
   autoStart: true,
-  optional: [ICommandPalette, IRenderMimeRegistry],
+  optional: [ICommandPalette, IRenderMimeRegistry, ILayoutRestorer],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
-    rendermime: IRenderMimeRegistry | null
+    rendermime: IRenderMimeRegistry | null,
+    restorer: ILayoutRestorer | null
   ) => {
     const client = new JupyterExtClient(
       ServerConnection.makeSettings(),
@@ -42,7 +43,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     palette?.addItem({ command: CommandIDs.refreshJobs, category: 'Jobs' });
     // Clicking a job in the panel opens its view (command `jupyter-ext:open-job`, args {id}).
-    activateJobViews(app, client, panel);
+    activateJobViews(app, client, panel, restorer);
     // The %%remote status line (with a Cancel button that works while the kernel is busy).
     rendermime?.addFactory(jobStatusFactory(job => client.cancel(job)));
   }

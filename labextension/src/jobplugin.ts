@@ -4,15 +4,18 @@
  * the executed notebook beside the original).
  */
 
-import { JupyterFrontEnd } from '@jupyterlab/application';
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { ILayoutRestorer, JupyterFrontEnd } from '@jupyterlab/application';
+import { Dialog, MainAreaWidget, showDialog, WidgetTracker } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { listIcon } from '@jupyterlab/ui-components';
 import { IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
 import { HtmlView } from './htmlview';
-import { IJobViewOptions, JobView } from './jobview';
+import { jobLabel } from './jobstate';
+import { IJobViewOptions, IRerunChoice, JobView } from './jobview';
+import { notebookRunFor } from './notebookrun';
 import { JobsPanel } from './panel';
+import { SubmitDialogBody } from './submitdialog';
 import { IJob } from './tokens';
 
 export const CommandIDs = {
@@ -31,15 +34,53 @@ export function createJobView(options: IJobViewOptions): MainAreaWidget<JobView>
 }
 
 /**
+ * Ask before a re-run: the "Run on cluster" dialog for the job's notebook, prefilled with the
+ * job's parameters and backend, which the user may change. Null: cancelled.
+ */
+export async function confirmRerun(
+  client: JupyterExtClient,
+  job: IJob,
+  fromStep: string | null
+): Promise<IRerunChoice | null> {
+  const what = fromStep
+    ? `Re-run job ${jobLabel(job)} from step ${fromStep}: step ${fromStep} and the steps after it run again, the steps before it reuse this job's results.`
+    : `Re-run job ${jobLabel(job)}: the whole notebook runs again.`;
+  const body = new SubmitDialogBody(client, job.notebook, {
+    parameters: job.parameters,
+    backend: job.backend,
+    note: what
+  });
+  const result = await showDialog({
+    title: fromStep ? `Re-run from step ${fromStep}` : 'Re-run',
+    body,
+    buttons: [Dialog.cancelButton({ label: 'Cancel' }), Dialog.okButton({ label: 'Re-run' })]
+  });
+  if (!result.button.accept || !result.value) {
+    return null;
+  }
+  return { parameters: result.value.parameters, backend: result.value.backend };
+}
+
+/**
  * Wire the job views into the application: the `jupyter-ext:open-job` command (args `{id}`),
  * opened by clicking a job in the panel; an open job's view is brought to front, not duplicated.
  */
 export function activateJobViews(
   app: JupyterFrontEnd,
   client: JupyterExtClient,
-  panel?: JobsPanel
+  panel?: JobsPanel,
+  restorer?: ILayoutRestorer | null
 ): void {
   const open = new Map<string, MainAreaWidget<JobView>>();
+  // Job tabs come back after a page reload: the restorer reopens each by id.
+  const tracker = new WidgetTracker<MainAreaWidget<JobView>>({ namespace: 'jupyter-ext-job' });
+  if (restorer) {
+    void restorer.restore(tracker, {
+      command: CommandIDs.openJob,
+      args: widget => ({ id: widget.content.jobId }),
+      name: widget => widget.content.jobId
+    });
+  }
   // Opened after a re-run too: the panel lists the new job at once, not at its next poll.
   const openJob = (id: string) => {
     void app.commands.execute(CommandIDs.openJob, { id });
@@ -89,10 +130,21 @@ export function activateJobViews(
             }
           }
         };
-        widget = createJobView({ client, jobId: id, openJob, actions });
+        widget = createJobView({
+          client,
+          jobId: id,
+          openJob,
+          actions,
+          confirmRerun: (job, fromStep) => confirmRerun(client, job, fromStep),
+          // The re-run drives the cells of its notebook, as a run from its toolbar does.
+          onRerun: created => void notebookRunFor(created.notebook)?.start(created)
+        });
         view = widget.content;
         open.set(id, widget);
         widget.disposed.connect(() => open.delete(id));
+        void tracker.add(widget);
+      }
+      if (!widget.isAttached) {
         app.shell.add(widget, 'main');
       }
       app.shell.activateById(widget.id);

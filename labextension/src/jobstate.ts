@@ -6,11 +6,14 @@
  */
 
 import type { LineKind } from './logview';
+import { pyValue } from './cellsync';
+import { cellLabel } from './tagmodel';
 import { IEvent, IJob, IStep, Status } from './tokens';
 
 /** Cells finished by the current attempt of each step, from `cell.end` events. */
 export class ProgressTracker {
   private done = new Map<string, { attempt: number; cells: Set<number> }>();
+  private times = new Map<string, { attempt: number; start: number; end: number | null }>();
   private last = 0;
 
   /** The seq of the last event taken in. */
@@ -30,6 +33,14 @@ export class ProgressTracker {
     }
     const attempt = Number(event.attempt ?? 0);
     const entry = this.done.get(step);
+    if (event.type === 'step.start') {
+      this.times.set(step, { attempt, start: event.ts, end: null });
+    } else if (event.type === 'step.end') {
+      const times = this.times.get(step);
+      if (times && (event.attempt === undefined || Number(event.attempt) >= times.attempt)) {
+        times.end = event.ts;
+      }
+    }
     if (event.type === 'step.start' || event.type === 'step.retry') {
       const next =
         event.type === 'step.retry' ? Number(event.next_attempt ?? attempt + 1) : attempt;
@@ -44,6 +55,16 @@ export class ProgressTracker {
   }
 
   /**
+   * When the current attempt of `step` started and ended, in seconds since the epoch, from
+   * its `step.start` and `step.end` events (the runner's clock): the one source of a step's
+   * duration in the step header, its log and the panel. Null before its `step.start`.
+   */
+  stepTimes(step: string): { start: number; end: number | null } | null {
+    const times = this.times.get(step);
+    return times ? { start: times.start, end: times.end } : null;
+  }
+
+  /**
    * Cells of `step` done so far (its current attempt); only those of `cells` when given, so
    * the cells every step runs first (imports, parameters) do not count as its progress.
    */
@@ -54,6 +75,67 @@ export class ProgressTracker {
     }
     return cells ? cells.filter(c => done.has(c)).length : done.size;
   }
+}
+
+/** The short id people read in titles: the first 6 characters of a job's id. */
+export function shortId(id: string): string {
+  return id.slice(0, 6);
+}
+
+/**
+ * A job as its title names it, so jobs of one notebook are told apart: its name, the
+ * parameters it was given (those that differ from the notebook's defaults) and a short id:
+ * `hello · name='Ada' · 3f2a1c`.
+ */
+export function jobLabel(job: Pick<IJob, 'id' | 'name' | 'parameters'>, max = 48): string {
+  return `${job.name} · ${jobDetails(job, max)}`;
+}
+
+/** What tells a job apart from others of its notebook: `name='Ada' · 3f2a1c`. */
+export function jobDetails(job: Pick<IJob, 'id' | 'parameters'>, max = 48): string {
+  let params = Object.entries(job.parameters ?? {})
+    .map(([name, value]) => `${name}=${pyValue(value)}`)
+    .join(', ');
+  if (params.length > max) {
+    params = `${params.slice(0, max - 1)}…`;
+  }
+  return [params, shortId(job.id)].filter(Boolean).join(' · ');
+}
+
+/** Seconds in words: `42s`, `2m05s`, `1h02m`. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) {
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+  }
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/**
+ * How long a step ran (so far, while it runs). From its `step.start` and `step.end` events
+ * when `tracker` saw them, so the step header, the log line and the panel say the same;
+ * otherwise from the step's row (a step reused from an earlier job, a list never followed).
+ */
+export function stepDuration(
+  step: Pick<IStep, 'name' | 'started' | 'finished' | 'status'>,
+  tracker?: ProgressTracker | null,
+  now: number = Date.now()
+): string {
+  const times = tracker?.stepTimes(step.name);
+  if (times) {
+    let end = times.end;
+    if (end === null) {
+      // Ended without a step.end from this attempt (the server ended it): the row says when.
+      const finished = step.finished ? Date.parse(step.finished) / 1000 : null;
+      end = step.status === 'running' || finished === null ? now / 1000 : finished;
+    }
+    return formatSeconds(end - times.start);
+  }
+  if (!step.started) {
+    return '';
+  }
+  const end = step.finished ? Date.parse(step.finished) : now;
+  return formatSeconds((end - Date.parse(step.started)) / 1000);
 }
 
 /**
@@ -144,8 +226,14 @@ export const STATUS_EVENTS: ReadonlySet<string> = new Set([
   'step.end'
 ]);
 
-/** What an event adds to its step's log, if anything. */
-export function logLines(event: IEvent): { text: string; kind: LineKind }[] {
+/**
+ * What an event adds to its step's log, if anything. `started`: the ts of the step's
+ * `step.start` (its attempt), so the log's "step succeeded in 12s" is the header's 12s.
+ */
+export function logLines(
+  event: IEvent,
+  started?: number | null
+): { text: string; kind: LineKind }[] {
   switch (event.type) {
     case 'step.start': {
       const where = event.host ? ` on ${event.host}` : '';
@@ -154,7 +242,7 @@ export function logLines(event: IEvent): { text: string; kind: LineKind }[] {
     case 'cell.start':
       return event.injected || typeof event.cell_index !== 'number'
         ? []
-        : [info(`── cell ${event.cell_index} ──`)];
+        : [info(`── ${cellLabel(event.cell_index)} ──`)];
     case 'cell.output':
       return outputLines(event.output ?? {});
     case 'log':
@@ -167,7 +255,7 @@ export function logLines(event: IEvent): { text: string; kind: LineKind }[] {
         )
       ];
     case 'step.end': {
-      const took = typeof event.duration === 'number' ? ` in ${event.duration.toFixed(1)}s` : '';
+      const took = typeof started === 'number' ? ` in ${formatSeconds(event.ts - started)}` : '';
       const status = String(event.status ?? 'ended').replace('_', ' ');
       const why = event.error ? `: ${plainMessage(event.error)}` : '';
       const lines = [info(`── step ${status}${took}${why} ──`)];

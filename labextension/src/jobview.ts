@@ -8,12 +8,15 @@ import { Panel, Widget } from '@lumino/widgets';
 import { ArtifactsView, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
 import { el, resourcesText } from './dom';
+import { parametersText } from './cellsync';
 import {
   applyEvent,
   explainError,
+  jobLabel,
   logLines,
   ProgressTracker,
   STATUS_EVENTS,
+  stepDuration,
   stepFraction
 } from './jobstate';
 import { LogModel, LogView } from './logview';
@@ -32,6 +35,20 @@ export interface IJobViewOptions {
   actions?: IArtifactActions;
   /** Milliseconds to gather events before fetching the job again. */
   refetchMs?: number;
+  /**
+   * Asked before a re-run is submitted, with what it would run: answers the parameters and
+   * backend to run with (the user may change them), or null to submit nothing. Without it
+   * a re-run submits the job's own parameters.
+   */
+  confirmRerun?: (job: IJob, fromStep: string | null) => Promise<IRerunChoice | null>;
+  /** A re-run was submitted: its notebook's open cells follow it (as a run from the toolbar). */
+  onRerun?: (created: IJob, of: IJob) => void;
+}
+
+/** What a re-run runs with, as the user confirmed it. */
+export interface IRerunChoice {
+  parameters: { [name: string]: any };
+  backend: string;
 }
 
 function actionButton(label: string, testid: string, warn = false): HTMLButtonElement {
@@ -88,7 +105,13 @@ class StepSection extends Panel {
     this.addWidget(this.log);
   }
 
-  showStep(step: IStep, cellsDone: number, diagnostics: readonly string[], canRerun: boolean) {
+  showStep(
+    step: IStep,
+    cellsDone: number,
+    took: string,
+    diagnostics: readonly string[],
+    canRerun: boolean
+  ) {
     this.node.dataset.status = step.status;
     this.badgeHost.replaceChildren(statusBadge(step.status));
     this.barHost.replaceChildren(progressBar(step, stepFraction(step, cellsDone), cellsDone));
@@ -99,7 +122,6 @@ class StepSection extends Panel {
     } else if (step.cells.length && step.status !== 'queued') {
       parts.push(`${Math.min(cellsDone, step.cells.length)}/${step.cells.length} cells`);
     }
-    const took = duration(step);
     if (took) {
       parts.push(took);
     }
@@ -151,6 +173,7 @@ export class JobView extends Panel {
   private readonly title_ = el('h2', 'jp-ext-JobView-title');
   private readonly badgeHost = el('span', 'jp-ext-JobView-badge');
   private readonly meta = el('div', 'jp-ext-JobView-meta');
+  private readonly params = el('div', 'jp-ext-JobView-parameters');
   private readonly error = el('div', 'jp-ext-JobView-error');
   private readonly message = el('div', 'jp-ext-JobView-message');
   readonly cancelButton = actionButton('Cancel', 'jupyter-ext-cancel', true);
@@ -177,6 +200,11 @@ export class JobView extends Panel {
     this.addWidget(this.artifacts);
     this.graph.stepSelected.connect((_, step) => this.revealStep(step));
     this.ready = this.start();
+  }
+
+  /** The id of the job shown. */
+  get jobId(): string {
+    return this.options.jobId;
   }
 
   /** The job as shown now. */
@@ -242,13 +270,16 @@ export class JobView extends Panel {
     const actions = el('div', 'jp-ext-JobView-actions');
     this.cancelButton.title = 'Stop this job: running steps are stopped, queued ones never start';
     this.cancelButton.onclick = () => void this.cancel();
-    this.rerunButton.title = 'Run the same notebook again with the same parameters and backend';
+    this.rerunButton.title =
+      'Run the same notebook again: shows its parameters and backend (this job’s) to check or change first';
     this.rerunButton.onclick = () => void this.rerun();
     actions.appendChild(this.cancelButton);
     actions.appendChild(this.rerunButton);
     line.appendChild(actions);
     node.appendChild(line);
     node.appendChild(this.meta);
+    this.params.dataset.testid = 'jupyter-ext-job-parameters';
+    node.appendChild(this.params);
     this.error.setAttribute('role', 'alert');
     this.error.hidden = true;
     node.appendChild(this.error);
@@ -277,7 +308,8 @@ export class JobView extends Panel {
   onEvent(event: IEvent): void {
     this.tracker.add(event);
     if (event.step) {
-      for (const { text, kind } of logLines(event)) {
+      const started = this.tracker.stepTimes(event.step)?.start;
+      for (const { text, kind } of logLines(event, started)) {
         this.logOf(event.step).append(text, kind);
       }
       if (event.type === 'log' && event.reason) {
@@ -367,9 +399,17 @@ export class JobView extends Panel {
       this.startClock();
     }
     this.node.dataset.status = job.status;
-    this.title.label = `Job: ${job.name}`;
-    this.title.caption = `${job.notebook} (${job.id}): ${job.status.replace('_', ' ')}`;
-    this.title_.textContent = job.name;
+    this.title.label = `Job: ${jobLabel(job)}`;
+    this.title.caption =
+      `${job.notebook} (job ${job.id}): ${job.status.replace('_', ' ')}` +
+      (Object.keys(job.parameters ?? {}).length
+        ? `\nParameters: ${parametersText(job.parameters)}`
+        : '');
+    this.title_.textContent = jobLabel(job);
+    const used = parametersText(job.parameters);
+    this.params.textContent = used
+      ? `Parameters: ${used}`
+      : 'Parameters: the notebook’s own values (none changed)';
     this.badgeHost.replaceChildren(statusBadge(job.status));
     const took = duration(job);
     this.meta.textContent = [
@@ -400,6 +440,7 @@ export class JobView extends Panel {
       section.showStep(
         step,
         this.tracker.cellsDone(step.name, step.cells),
+        stepDuration(step, step.reused_from ? null : this.tracker),
         this.diagnostics.get(step.name) ?? [],
         terminal && this.rerunnable && job.steps.length > 1
       );
@@ -429,21 +470,29 @@ export class JobView extends Panel {
     if (!job) {
       return null;
     }
-    const spec: IRerunSpec = {
-      notebook: job.notebook,
-      parameters: job.parameters,
-      backend: job.backend,
-      name: job.name
-    };
-    if (fromStep) {
-      spec.from_step = fromStep;
-      spec.rerun_of = job.id;
-    }
     const buttons = [this.rerunButton, ...[...this.sections.values()].map(s => s.rerunFrom)];
     buttons.forEach(b => (b.disabled = true));
     try {
+      let choice: IRerunChoice | null = { parameters: job.parameters, backend: job.backend };
+      if (this.options.confirmRerun) {
+        choice = await this.options.confirmRerun(job, fromStep ?? null);
+        if (!choice) {
+          return null; // the user thought better of it: nothing submitted
+        }
+      }
+      const spec: IRerunSpec = {
+        notebook: job.notebook,
+        parameters: choice.parameters,
+        backend: choice.backend,
+        name: job.name
+      };
+      if (fromStep) {
+        spec.from_step = fromStep;
+        spec.rerun_of = job.id;
+      }
       const created = await this.options.client.submit(spec);
       this.say(`Started job ${created.id}` + (fromStep ? ` from step ${fromStep}.` : '.'), false);
+      this.options.onRerun?.(created, job);
       this.options.openJob?.(created.id);
       return created;
     } catch (error: any) {

@@ -23,12 +23,27 @@ import { ServerConnection } from '@jupyterlab/services';
 import { runIcon } from '@jupyterlab/ui-components';
 import type { IDisposable } from '@lumino/disposable';
 import { CellDecorator } from './cellchips';
-import { CellSync, ICellSink, IRunRecord, isRecord, newRecord, RUN_METADATA_KEY } from './cellsync';
+import {
+  CellSync,
+  ICellSink,
+  IRunRecord,
+  isRecord,
+  newRecord,
+  RUN_METADATA_KEY,
+  runCells
+} from './cellsync';
 import { ApiError, JupyterExtClient } from './client';
 import { ITagStore, StepEditorBody } from './stepeditor';
-import { analyzeNotebook, applyForm, INotebookSteps, removeStep, validateForm } from './tagmodel';
+import {
+  analyzeNotebook,
+  applyForm,
+  cellLabel,
+  INotebookSteps,
+  removeStep,
+  validateForm
+} from './tagmodel';
 import { ISubmitChoice, SubmitDialogBody } from './submitdialog';
-import type { IEvent, IEventStream } from './tokens';
+import type { IEvent, IEventStream, IJob } from './tokens';
 
 export const RUN_COMMAND = 'jupyter-ext:run-notebook';
 
@@ -89,6 +104,25 @@ export class NotebookSink implements ICellSink {
   }
 }
 
+/** The open notebooks' NotebookRuns (a re-run from a job view finds its notebook here). */
+const openRuns = new Set<NotebookRun>();
+
+/** A path as the server and the document manager may spell it: no leading `./` or `/`. */
+function samePath(a: string, b: string): boolean {
+  const norm = (p: string) => p.replace(/^(\.\/|\/)+/, '');
+  return norm(a) === norm(b);
+}
+
+/** The NotebookRun of the open notebook at `path` (a job's `notebook`), if it is open. */
+export function notebookRunFor(path: string): NotebookRun | null {
+  for (const run of openRuns) {
+    if (!run.isDisposed && samePath(run.context.localPath, path)) {
+      return run;
+    }
+  }
+  return null;
+}
+
 /** Everything jupyter-ext adds to one open notebook. */
 export class NotebookRun implements IDisposable {
   readonly decorator: CellDecorator;
@@ -108,6 +142,7 @@ export class NotebookRun implements IDisposable {
       }
     });
     void context.ready.then(() => this.resume());
+    openRuns.add(this);
   }
 
   get isDisposed(): boolean {
@@ -124,6 +159,7 @@ export class NotebookRun implements IDisposable {
       return;
     }
     this.disposed = true;
+    openRuns.delete(this);
     this.stream?.dispose();
     this.decorator.dispose();
   }
@@ -188,7 +224,6 @@ export class NotebookRun implements IDisposable {
     if (!choice) {
       return;
     }
-    const ids = Array.from(this.panel.content.model!.cells, cell => cell.id);
     let job;
     try {
       job = await this.client.submit({
@@ -201,11 +236,37 @@ export class NotebookRun implements IDisposable {
       await showErrorMessage('The job was not submitted', message);
       return;
     }
+    await this.start(job);
+  }
+
+  /**
+   * Show `job` in the cells from its first event on: a run from the toolbar, or a re-run from a
+   * job view or the panel. The cells it will run are cleared now, as Lab's Run all clears each
+   * cell it runs (the others, and those of steps it reuses, keep what they show).
+   */
+  async start(job: IJob): Promise<void> {
+    await this.context.ready;
+    const model = this.panel.content.model;
+    if (this.disposed || !model || this.record?.job === job.id) {
+      return;
+    }
+    const ids = Array.from(model.cells, cell => cell.id);
     const steps = Object.fromEntries(job.steps.map(s => [s.name, s.cells]));
-    this.follow(newRecord(job.id, ids, steps));
+    const reused = job.steps.filter(s => s.reused_from).map(s => s.name);
+    this.follow(newRecord(job.id, ids, steps, { parameters: job.parameters, reused }));
+    const cells = this.panel.content.widgets.map(cell => ({
+      type: cell.model.type,
+      tags: cell.model.getMetadata('tags')
+    }));
+    this.sync!.begin(runCells(analyzeNotebook(cells), reused));
+    this.decorator.showRun(this.sync!.record);
     this.writeRecord();
     // Saved now, a reload (or reopening the notebook) finds the job and picks it up.
-    await this.context.save();
+    try {
+      await this.context.save();
+    } catch {
+      // Not saved (read-only, a conflict): the cells still follow the job on this page.
+    }
   }
 
   /** After a reload or reopening: go on with the job recorded in the notebook's metadata. */
@@ -279,7 +340,7 @@ export async function openStepEditor(
   }
   buttons.push(Dialog.okButton({ label: 'Save' }));
   const result = await showDialog({
-    title: opens ? `Step ${nb.cells[index].step}` : `New step at cell ${index}`,
+    title: opens ? `Step ${nb.cells[index].step}` : `New step at ${cellLabel(index)}`,
     body,
     buttons,
     focusNodeSelector: 'input[name="name"]'

@@ -8,7 +8,15 @@
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
-import { ProgressTracker, STATUS_EVENTS, stepFraction } from './jobstate';
+import { el } from './dom';
+import {
+  formatSeconds,
+  jobDetails,
+  ProgressTracker,
+  STATUS_EVENTS,
+  stepDuration,
+  stepFraction
+} from './jobstate';
 import { IEventStream, IJob, IStep, Status, TERMINAL } from './tokens';
 
 /** At most this many running jobs are followed live at once (one WebSocket each). */
@@ -23,13 +31,7 @@ export function duration(
     return '';
   }
   const end = job.finished ? Date.parse(job.finished) : now;
-  const seconds = Math.max(0, Math.round((end - Date.parse(job.started)) / 1000));
-  if (seconds >= 3600) {
-    return `${Math.floor(seconds / 3600)}h${String(Math.floor(seconds / 60) % 60).padStart(2, '0')}m`;
-  }
-  return seconds >= 60
-    ? `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`
-    : `${seconds}s`;
+  return formatSeconds((end - Date.parse(job.started)) / 1000);
 }
 
 /** A coloured status label (`jp-ext-Badge`, colour by `data-status`). */
@@ -95,6 +97,8 @@ export class JobsPanel extends Widget {
   private readonly changed = new Signal<this, readonly IJob[]>(this);
   private readonly activated = new Signal<this, IJob>(this);
   private readonly followed = new Map<string, { stream: IEventStream; tracker: ProgressTracker }>();
+  /** The events seen of jobs followed live, kept once they end: steps' durations come from them. */
+  private readonly trackers = new Map<string, ProgressTracker>();
   private renderTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -144,6 +148,12 @@ export class JobsPanel extends Widget {
   private async load(): Promise<void> {
     try {
       this.jobs = await this.client.listJobs();
+      const listed = new Set(this.jobs.map(j => j.id));
+      for (const id of this.trackers.keys()) {
+        if (!listed.has(id)) {
+          this.trackers.delete(id);
+        }
+      }
       this.listError = '';
       this.changed.emit(this.jobs);
     } catch (error: any) {
@@ -218,7 +228,8 @@ export class JobsPanel extends Widget {
       if (this.followed.has(id)) {
         continue;
       }
-      const tracker = new ProgressTracker();
+      const tracker = this.trackers.get(id) ?? new ProgressTracker();
+      this.trackers.set(id, tracker);
       const stream = this.client.streamEvents(id, 0, event => {
         tracker.add(event);
         if (STATUS_EVENTS.has(event.type)) {
@@ -341,6 +352,11 @@ export class JobsPanel extends Widget {
     name.title = `Open job ${job.name}: ${job.notebook} (${job.id})`;
     name.dataset.focusKey = `open:${job.id}`;
     title.appendChild(name);
+    // Jobs of one notebook told apart: the parameters they were given and a short id.
+    const details = el('span', 'jp-ext-Job-details', jobDetails(job, 32));
+    details.dataset.testid = 'jupyter-ext-job-details';
+    details.title = `job ${job.id}`;
+    title.appendChild(details);
     title.appendChild(statusBadge(job.status));
     if (!TERMINAL.has(job.status)) {
       const cancel = button('Cancel', `cancel:${job.id}`, () => {
@@ -365,12 +381,12 @@ export class JobsPanel extends Widget {
     }
     item.appendChild(meta);
     if (job.steps.length) {
-      const tracker = this.followed.get(job.id)?.tracker;
+      const tracker = this.trackers.get(job.id);
       const steps = document.createElement('div');
       steps.className = 'jp-ext-Job-steps';
       steps.setAttribute('aria-label', 'Steps');
       for (const step of job.steps) {
-        steps.appendChild(this.renderStep(step, tracker?.cellsDone(step.name, step.cells) ?? 0));
+        steps.appendChild(this.renderStep(step, tracker));
       }
       item.appendChild(steps);
     }
@@ -384,7 +400,8 @@ export class JobsPanel extends Widget {
   }
 
   /** One step of a job: name, progress bar, duration. */
-  private renderStep(step: IStep, cellsDone: number): HTMLElement {
+  private renderStep(step: IStep, tracker: ProgressTracker | undefined): HTMLElement {
+    const cellsDone = tracker?.cellsDone(step.name, step.cells) ?? 0;
     const row = document.createElement('div');
     row.className = 'jp-ext-StepProgress';
     row.dataset.testid = 'jupyter-ext-step-progress';
@@ -397,7 +414,7 @@ export class JobsPanel extends Widget {
     row.appendChild(progressBar(step, stepFraction(step, cellsDone), cellsDone));
     const took = document.createElement('span');
     took.className = 'jp-ext-StepProgress-duration';
-    took.textContent = duration(step);
+    took.textContent = stepDuration(step, tracker);
     row.appendChild(took);
     return row;
   }

@@ -7,7 +7,7 @@
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
 import { el, isRecheck, recheckDialog, resourcesText } from './dom';
-import { pyRepr } from './tagmodel';
+import { cellsLabel, pyRepr } from './tagmodel';
 import type { IInfo, IParameter, IPlan, IPlannedStep } from './tokens';
 
 /** What the dialog answers on Run. */
@@ -92,6 +92,21 @@ export function stepResources(step: IPlannedStep): string {
   return resourcesText(step) || 'default resources';
 }
 
+/** Values a dialog starts from other than the notebook's (a re-run: the job's). */
+export interface ISubmitInitial {
+  /** Parameter values to prefill instead of the defaults. */
+  parameters?: { [name: string]: any };
+  /** The backend to plan for first. */
+  backend?: string;
+  /** A line shown on top (what is being re-run). */
+  note?: string;
+}
+
+/** The text an input shows for `value` of parameter `p`. */
+export function valueText(p: IParameter, value: any): string {
+  return parameterText({ ...p, value, literal: true });
+}
+
 /** The dialog body. Run stays disabled while it loads or while anything is wrong. */
 export class SubmitDialogBody extends Widget {
   private info: IInfo | null = null;
@@ -101,15 +116,21 @@ export class SubmitDialogBody extends Widget {
   private readonly paramInputs = new Map<string, HTMLInputElement>();
   private readonly paramErrors = new Map<string, HTMLElement>();
   private readonly typed = new Map<string, string>();
+  private readonly initialValues = new Map<string, any>();
   private readonly blocker = el('span', 'jp-mod-error');
   /** Resolves once the first plan is shown (for tests and callers that wait). */
   readonly ready: Promise<void>;
 
   constructor(
     private readonly client: JupyterExtClient,
-    readonly notebook: string
+    readonly notebook: string,
+    private readonly initial: ISubmitInitial = {}
   ) {
     super();
+    for (const [name, value] of Object.entries(initial.parameters ?? {})) {
+      // Shown as typed values once the plan says each parameter's type.
+      this.initialValues.set(name, value);
+    }
     this.addClass('jp-ext-SubmitDialog');
     this.node.dataset.testid = 'jupyter-ext-submit-dialog';
     this.blocker.hidden = true;
@@ -125,7 +146,11 @@ export class SubmitDialogBody extends Widget {
     this.render();
     try {
       this.info ??= await this.client.info();
-      this.plan = await this.client.plan(this.notebook, backend ?? this.info.default_backend);
+      const wanted = backend ?? this.initial.backend;
+      this.plan = await this.client.plan(
+        this.notebook,
+        wanted && this.info.backends.includes(wanted) ? wanted : this.info.default_backend
+      );
     } catch (err) {
       this.plan = null;
       this.failure = (err as Error).message || String(err);
@@ -207,6 +232,11 @@ export class SubmitDialogBody extends Widget {
     this.paramInputs.clear();
     this.paramErrors.clear();
 
+    if (this.initial.note) {
+      const note = el('div', 'jp-ext-SubmitDialog-note', this.initial.note);
+      note.dataset.testid = 'jupyter-ext-submit-note';
+      node.append(note);
+    }
     const head = el('div', 'jp-ext-SubmitDialog-row');
     head.append(el('span', 'jp-ext-SubmitDialog-label', 'Notebook'), el('code', '', this.notebook));
     node.append(head);
@@ -290,7 +320,6 @@ export class SubmitDialogBody extends Widget {
       const row = el('div', 'jp-ext-SubmitDialog-step');
       row.dataset.testid = 'jupyter-ext-submit-step';
       row.dataset.step = step.name;
-      const cells = step.cells.map(c => c.index).join(', ');
       row.append(
         el('span', 'jp-ext-SubmitDialog-stepName', step.name),
         el('span', 'jp-ext-SubmitDialog-stepResources', stepResources(step)),
@@ -298,7 +327,7 @@ export class SubmitDialogBody extends Widget {
           'span',
           'jp-ext-SubmitDialog-stepMeta',
           [
-            `cells ${cells}`,
+            cellsLabel(step.cells.map(c => c.index)),
             step.after.length ? `after ${step.after.join(', ')}` : '',
             step.timeout ? `timeout ${Math.round(step.timeout)}s` : '',
             step.retries ? `${step.retries} retries` : ''
@@ -325,7 +354,10 @@ export class SubmitDialogBody extends Widget {
       input.dataset.testid = 'jupyter-ext-param';
       input.dataset.param = p.name;
       input.dataset.type = p.type;
-      input.value = this.typed.get(p.name) ?? parameterText(p);
+      const initial = this.initialValues.has(p.name)
+        ? valueText(p, this.initialValues.get(p.name))
+        : undefined;
+      input.value = this.typed.get(p.name) ?? initial ?? parameterText(p);
       input.spellcheck = false;
       input.title = p.help || `${p.type}, default ${p.default}`;
       const type = el('span', 'jp-ext-SubmitDialog-type', p.type);

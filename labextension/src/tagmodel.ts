@@ -335,6 +335,22 @@ const SYNONYMS: { [word: string]: string } = {
 const TYPO_CUTOFF_PREFIX = 0.75;
 const TYPO_CUTOFF_BARE = 0.85;
 
+/**
+ * How a person names the cell at 0-based `index` (over all cells, markdown included): as Lab
+ * numbers it, from 1 ("cell 4" is Lab's "Cell 4/7"). Payloads and events keep 0-based indices;
+ * only words use this (the planner's messages say the same).
+ */
+export function cellLabel(index: number): string {
+  return `cell ${index + 1}`;
+}
+
+/** Cells in words: `cell 2`, `cells 2, 3`. */
+export function cellsLabel(indices: readonly number[]): string {
+  return indices.length === 1
+    ? cellLabel(indices[0])
+    : `cells ${indices.map(i => i + 1).join(', ')}`;
+}
+
 /** A value one tag sets: `value` as the user wrote it (or the parsed number), `key` to compare. */
 export interface ISetting {
   value: string | number;
@@ -601,7 +617,7 @@ function settleRole(
     const listed = [...steps.values()].map(t => pyRepr(t)).join(', ');
     problems.push(
       problem(
-        `cell ${cell}: tags ${listed} put the cell in ${steps.size} steps; a cell belongs to one step`,
+        `${cellLabel(cell)}: tags ${listed} put the cell in ${steps.size} steps; a cell belongs to one step`,
         [...steps.values()][0]
       )
     );
@@ -625,7 +641,7 @@ function settleRole(
     const listed = [...roles.values()].map(t => pyRepr(t)).join(' and ');
     problems.push(
       problem(
-        `cell ${cell}: tags ${listed} give the cell two roles; keep one (split the cell if it does both)`,
+        `${cellLabel(cell)}: tags ${listed} give the cell two roles; keep one (split the cell if it does both)`,
         [...roles.values()][0]
       )
     );
@@ -660,7 +676,7 @@ export function collectTags(tags: unknown, cell: number): [ICellTags, IProblem[]
   if (!Array.isArray(tags)) {
     const type = typeof tags === 'string' ? 'str' : typeof tags === 'number' ? 'int' : 'dict';
     problems.push({
-      message: `cell ${cell}: metadata 'tags' must be a list of strings, got ${type}`,
+      message: `${cellLabel(cell)}: metadata 'tags' must be a list of strings, got ${type}`,
       cell,
       step: null,
       tag: null
@@ -673,7 +689,7 @@ export function collectTags(tags: unknown, cell: number): [ICellTags, IProblem[]
     if (typeof tag !== 'string') {
       const shown = pyRepr(tag);
       problems.push({
-        message: `cell ${cell}: tag ${shown} is not text; cell tags are strings`,
+        message: `${cellLabel(cell)}: tag ${shown} is not text; cell tags are strings`,
         cell,
         step: null,
         tag: shown
@@ -681,7 +697,7 @@ export function collectTags(tags: unknown, cell: number): [ICellTags, IProblem[]
       continue;
     }
     try {
-      one(tag, `cell ${cell}`, result, roles, steps);
+      one(tag, cellLabel(cell), result, roles, steps);
     } catch (err) {
       problems.push({ message: (err as Error).message, cell, step: null, tag });
     }
@@ -698,9 +714,12 @@ export function parseTags(tags: unknown, cell: number): ICellTags {
   }
   if (problems.length > 1) {
     const lines = problems.map(p => `  - ${p.message}`).join('\n');
-    throw Object.assign(new TagError(`cell ${cell} has ${problems.length} problems:\n${lines}`), {
-      problems
-    });
+    throw Object.assign(
+      new TagError(`${cellLabel(cell)} has ${problems.length} problems:\n${lines}`),
+      {
+        problems
+      }
+    );
   }
   return result;
 }
@@ -851,7 +870,7 @@ export function analyzeNotebook(cells: readonly INotebookCell[]): INotebookSteps
         const cell = step.cells.find(i => info[i].tags?.after.has(name)) ?? step.firstCell;
         const tag = info[cell].tags?.after.get(name) ?? `after:${name}`;
         const problem = {
-          message: `cell ${cell}: tag ${pyRepr(tag)} names no step${suggest(name, known)}`,
+          message: `${cellLabel(cell)}: tag ${pyRepr(tag)} names no step${suggest(name, known)}`,
           cell,
           step: step.name,
           tag
@@ -865,7 +884,7 @@ export function analyzeNotebook(cells: readonly INotebookCell[]): INotebookSteps
   if (cycle) {
     const first = steps.get(cycle[0])!;
     const problem = {
-      message: `cell ${first.firstCell}: steps ${cycle.map(n => pyRepr(n)).join(' -> ')} form a cycle, so none of them can start`,
+      message: `${cellLabel(first.firstCell)}: steps ${cycle.map(n => pyRepr(n)).join(' -> ')} form a cycle, so none of them can start`,
       cell: first.firstCell,
       step: first.name,
       tag: null
@@ -960,14 +979,14 @@ export function validateForm(nb: INotebookSteps, index: number, form: IStepForm)
   const name = form.name.trim();
   if (cell && cell.role && cell.role !== 'step') {
     errors.name =
-      `cell ${index} is ${ROLE_WORDS[cell.role]} (tag ${pyRepr(cell.tags?.roleTag)}); ` +
+      `${cellLabel(index)} is ${ROLE_WORDS[cell.role]} (tag ${pyRepr(cell.tags?.roleTag)}); ` +
       'remove that tag before making the cell a step';
   } else if (!name) {
     errors.name = 'name: give the step a name, e.g. train';
   } else if (!STEP_NAME.test(name)) {
     errors.name = `name: ${pyRepr(name)} is not a step name; use 1 to 63 letters, digits, '_', '-' or '.' (e.g. 'train')`;
   } else if (name !== current && nb.steps.has(name) && !nb.single) {
-    errors.name = `name: step ${pyRepr(name)} already starts at cell ${nb.steps.get(name)!.firstCell}; pick another name`;
+    errors.name = `name: step ${pyRepr(name)} already starts at ${cellLabel(nb.steps.get(name)!.firstCell)}; pick another name`;
   }
   const known = [...nb.steps.keys()].filter(n => n !== current && !(nb.single && n === 'main'));
   const after = splitNames(form.after);

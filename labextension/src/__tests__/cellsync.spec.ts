@@ -4,6 +4,7 @@ import {
   IRunRecord,
   isRecord,
   newRecord,
+  parametersText,
   plainDiagnostic,
   plainError
 } from '../cellsync';
@@ -356,6 +357,118 @@ describe('CellSync', () => {
     expect(sync.record.messages.a.text).toBe('Attempt 1 failed (lost); retrying as attempt 2.');
     sync.apply(ev(3, { type: 'step.end', step: 'one', status: 'cancelled' }));
     expect(sync.record.states.a).toBe('cancelled');
+  });
+});
+
+describe('CellSync: cells show only the current run', () => {
+  /** A notebook that ran before: every cell has outputs and a count from that run. */
+  function ranBefore(ids = ['p', 'a', 'b', 'c', 'skip']): MemoryNotebook {
+    const nb = new MemoryNotebook(ids);
+    nb.cells.forEach((cell, i) => {
+      cell.outputs = [stream(`old ${cell.id}\n`)];
+      cell.count = i + 1;
+    });
+    return nb;
+  }
+
+  it('clears every cell the run will touch when it starts, and leaves the others alone', () => {
+    const nb = ranBefore();
+    // Step one is cell 1, step two cells 2-3; cell 0 (parameters) runs in every step; 4 is skip.
+    const sync = new CellSync(
+      newRecord(
+        'J2',
+        nb.cells.map(c => c.id),
+        { one: [1], two: [2, 3] }
+      ),
+      nb
+    );
+    sync.begin([0, 1, 2, 3]);
+    expect(nb.cells.map(c => nb.text(c.id))).toEqual(['', '', '', '', 'old skip\n']);
+    expect(nb.cells.map(c => c.count)).toEqual([null, null, null, null, 5]);
+    expect(sync.record.states).toEqual({ p: 'queued', a: 'queued', b: 'queued', c: 'queued' });
+    // Cancelled before anything ran: the cells stay empty, they say "cancelled", no old loss plot.
+    sync.apply(ev(1, { type: 'step.end', step: 'one', status: 'cancelled' }));
+    sync.apply(ev(2, { type: 'step.end', step: 'two', status: 'cancelled' }));
+    expect(nb.cells.slice(0, 4).map(c => nb.text(c.id))).toEqual(['', '', '', '']);
+    expect(sync.record.states.b).toBe('cancelled');
+  });
+
+  it('keeps the cells of steps a re-run reuses, marked done, and clears the rest', () => {
+    const nb = ranBefore(['a', 'b', 'c']);
+    const record = newRecord('J3', ['a', 'b', 'c'], { one: [0], two: [1, 2] }, { reused: ['one'] });
+    expect(record.states).toEqual({ a: 'succeeded', b: 'queued', c: 'queued' });
+    new CellSync(record, nb).begin([1, 2]);
+    expect(nb.cells.map(c => nb.text(c.id))).toEqual(['old a\n', '', '']);
+  });
+
+  it('numbers cells in this run’s order of execution, though each step has its own kernel', () => {
+    const [nb, sync] = fresh(['i', 'a', 'b', 'c']);
+    let seq = 0;
+    const cellRun = (step: string, id: string, kernelCount: number) => {
+      const index = ['i', 'a', 'b', 'c'].indexOf(id);
+      const where = { step, cell_id: id, cell_index: index };
+      sync.apply(ev(++seq, { type: 'cell.start', ...where }));
+      sync.apply(
+        ev(++seq, { type: 'cell.end', ...where, status: 'ok', execution_count: kernelCount })
+      );
+    };
+    // The kernels count [1],[2] in step one and [1],[2],[3] in step two (imports cell i first).
+    cellRun('one', 'i', 1);
+    cellRun('one', 'a', 2);
+    cellRun('two', 'i', 1);
+    cellRun('two', 'b', 2);
+    cellRun('two', 'c', 3);
+    expect(nb.cells.map(c => c.count)).toEqual([3, 2, 4, 5]);
+    // Steps running side by side: counts follow the order the cells started in.
+    const [nb2, sync2] = fresh(['a', 'b', 'c']);
+    const start = (s: number, id: string) =>
+      sync2.apply(
+        ev(s, { type: 'cell.start', cell_id: id, cell_index: ['a', 'b', 'c'].indexOf(id) })
+      );
+    const end = (s: number, id: string, count: number) =>
+      sync2.apply(
+        ev(s, {
+          type: 'cell.end',
+          cell_id: id,
+          cell_index: ['a', 'b', 'c'].indexOf(id),
+          status: 'ok',
+          execution_count: count
+        })
+      );
+    start(1, 'a');
+    start(2, 'b');
+    end(3, 'b', 1);
+    end(4, 'a', 1);
+    start(5, 'c');
+    end(6, 'c', 2);
+    expect(nb2.cells.map(c => c.count)).toEqual([1, 2, 3]);
+    // The count survives a reload between a cell's start and its end.
+    const saved = JSON.parse(JSON.stringify(sync.record)) as IRunRecord;
+    expect(isRecord(saved)).toBe(true);
+    expect(saved.count).toBe(5);
+  });
+
+  it('keeps the parameters the job ran with, and papermill’s injected cell as it ran', () => {
+    const nb = new MemoryNotebook(['p', 'a']);
+    const sync = new CellSync(
+      newRecord('J', ['p', 'a'], { main: [1] }, { parameters: { lines: 4, title: "it's" } }),
+      nb
+    );
+    expect(parametersText(sync.record.parameters)).toBe("lines = 4, title = 'it\\'s'");
+    sync.apply(
+      ev(1, {
+        type: 'cell.start',
+        cell_id: 'x',
+        cell_index: null,
+        injected: true,
+        source: '# Parameters\nlines = 4\n'
+      })
+    );
+    expect(sync.record.injected).toBe('# Parameters\nlines = 4\n');
+    expect(nb.cells.map(c => c.count)).toEqual([null, null]); // the injected cell takes no number
+    expect(parametersText({ on: true, none: null, xs: [1, 'a'], r: 0.5 })).toBe(
+      "on = True, none = None, xs = [1, 'a'], r = 0.5"
+    );
   });
 });
 

@@ -114,13 +114,15 @@ describe('logLines', () => {
     expect(
       logLines(ev('log', { stream: 'stderr', text: 'FailedScheduling: 0/3 nodes\n' }))
     ).toEqual([{ text: 'FailedScheduling: 0/3 nodes\n', kind: 'stderr' }]);
+    // Cells named as Lab numbers them: index 4 is Lab's cell 5.
     expect(logLines(ev('cell.start', { cell_index: 4 }))).toEqual([
-      { text: '── cell 4 ──\n', kind: 'info' }
+      { text: '── cell 5 ──\n', kind: 'info' }
     ]);
     expect(logLines(ev('cell.start', { cell_index: null, injected: true }))).toEqual([]);
-    expect(logLines(ev('step.end', { status: 'succeeded', duration: 3.21 }))[0].text).toBe(
-      '── step succeeded in 3.2s ──\n'
-    );
+    // The duration is the step.start -> step.end span (the runner's own `duration` is not used).
+    expect(
+      logLines(ev('step.end', { status: 'succeeded', duration: 3.21, ts: 1075 }), 1000)[0].text
+    ).toBe('── step succeeded in 1m15s ──\n');
     expect(
       logLines(ev('step.end', { status: 'failed', error: { message: 'cell 3 raised X: y' } }))[0]
         .text

@@ -1,6 +1,7 @@
 import { Widget } from '@lumino/widgets';
 import { ApiError } from '../client';
-import { JobView, resourcesText } from '../jobview';
+import { IJobViewOptions, JobView, resourcesText } from '../jobview';
+import { JobsPanel } from '../panel';
 import { FakeApi, job, settle, step } from './jobfakes';
 
 beforeAll(() => {
@@ -30,8 +31,13 @@ function twoSteps(status: 'running' | 'succeeded' | 'failed' = 'running') {
 const sel = (root: HTMLElement, testid: string, extra = '') =>
   root.querySelector<HTMLElement>(`[data-testid="${testid}"]${extra}`);
 
-async function open(fake: FakeApi, id = 'j1', openJob?: (id: string) => void) {
-  const view = new JobView({ client: fake.client, jobId: id, openJob, refetchMs: 5 });
+async function open(
+  fake: FakeApi,
+  id = 'j1',
+  openJob?: (id: string) => void,
+  more: Partial<IJobViewOptions> = {}
+) {
+  const view = new JobView({ client: fake.client, jobId: id, openJob, refetchMs: 5, ...more });
   Widget.attach(view, document.body);
   await view.ready;
   await settle(60); // coalesced render
@@ -67,7 +73,7 @@ describe('JobView', () => {
     expect(root.dataset.testid).toBe('jupyter-ext-job-view');
     expect(root.dataset.job).toBe('j1');
     expect(root.dataset.status).toBe('running');
-    expect(view.title.label).toBe('Job: train');
+    expect(view.title.label).toBe('Job: train · lr=0.1 · j1');
     const nodes = Array.from(root.querySelectorAll('[data-testid="jupyter-ext-graph-node"]'));
     expect(
       nodes.map(n => `${n.getAttribute('data-step')}:${n.getAttribute('data-status')}`)
@@ -88,14 +94,14 @@ describe('JobView', () => {
       output: { output_type: 'stream', name: 'stdout', text: 'epoch 2\n' }
     });
     fake.jobs.set('j1', twoSteps('succeeded'));
-    fake.emit('j1', { type: 'step.end', step: 'train', status: 'succeeded', duration: 2 });
+    fake.emit('j1', { type: 'step.end', step: 'train', status: 'succeeded', ts: 1_790_000_002 });
     fake.emit('j1', { type: 'job.end', status: 'succeeded' });
     await settle(80);
     expect(rows()).toEqual([
       '── attempt 1 started ──',
       'epoch 1',
       'epoch 2',
-      '── step succeeded in 2.0s ──'
+      '── step succeeded in 2s ──'
     ]);
     expect(root.dataset.status).toBe('succeeded');
     expect(
@@ -263,6 +269,114 @@ describe('JobView', () => {
       '[data-testid="jupyter-ext-graph-node"][data-step="load"]'
     )!;
     expect(node.querySelector('.jp-ext-StepGraph-status')!.textContent).toBe('done (reused)');
+    view.dispose();
+  });
+
+  it('gives the step header, its log and the panel one duration: the step events’ span', async () => {
+    const fake = new FakeApi();
+    const T = 1_790_000_000;
+    // The rows say 30 s (the server stamps them at submit and after the process exits); the
+    // runner's own `duration` says 41.2 s; the step.start -> step.end events say 42 s.
+    const finished = job({
+      id: 'd1',
+      status: 'succeeded',
+      steps: [
+        step({
+          name: 'main',
+          status: 'succeeded',
+          attempt: 1,
+          started: '2026-11-23T05:00:00Z',
+          finished: '2026-11-23T05:00:30Z'
+        })
+      ]
+    });
+    const running = { ...finished, status: 'running' as const };
+    fake.add(running, [
+      { type: 'step.start', step: 'main', attempt: 1, ts: T },
+      { type: 'cell.end', step: 'main', attempt: 1, cell_index: 0, ts: T + 1 }
+    ]);
+    const panel = new JobsPanel(fake.client, 60_000);
+    Widget.attach(panel, document.body);
+    await panel.refresh(); // follows the running job's events
+    const view = await open(fake, 'd1');
+    fake.jobs.set('d1', finished);
+    fake.emit('d1', {
+      type: 'step.end',
+      step: 'main',
+      attempt: 1,
+      status: 'succeeded',
+      duration: 41.2,
+      ts: T + 42
+    });
+    fake.emit('d1', { type: 'job.end', status: 'succeeded', ts: T + 43 });
+    await settle(80);
+    await panel.refresh();
+    const section = sel(view.node, 'jupyter-ext-step', '[data-step="main"]')!;
+    expect(section.querySelector('.jp-ext-StepSection-meta')!.textContent).toContain('42s');
+    expect(view.logOf('main').line(view.logOf('main').length - 1)).toBe(
+      '── step succeeded in 42s ──'
+    );
+    const row = panel.node.querySelector('[data-testid="jupyter-ext-step-progress"]')!;
+    expect(row.querySelector('.jp-ext-StepProgress-duration')!.textContent).toBe('42s');
+    view.dispose();
+    panel.dispose();
+  });
+
+  it('names the job by what tells it apart: parameters given and a short id', async () => {
+    const fake = new FakeApi();
+    fake.add(job({ id: '3f2a1c9b8d7e', name: 'hello', parameters: { name: 'Ada', n: 2 } }));
+    fake.add(job({ id: '0b1c2d3e4f5a', name: 'hello', parameters: {} }));
+    const view = await open(fake, '3f2a1c9b8d7e');
+    expect(view.title.label).toBe("Job: hello · name='Ada', n=2 · 3f2a1c");
+    expect(sel(view.node, 'jupyter-ext-job-parameters')!.textContent).toBe(
+      "Parameters: name = 'Ada', n = 2"
+    );
+    const plain = await open(fake, '0b1c2d3e4f5a');
+    expect(plain.title.label).toBe('Job: hello · 0b1c2d');
+    expect(sel(plain.node, 'jupyter-ext-job-parameters')!.textContent).toMatch(/none changed/);
+    const panel = new JobsPanel(fake.client, 60_000);
+    await panel.refresh();
+    const details = Array.from(
+      panel.node.querySelectorAll('[data-testid="jupyter-ext-job-details"]')
+    ).map(n => n.textContent);
+    expect(details).toEqual(["name='Ada', n=2 · 3f2a1c", '0b1c2d']);
+    view.dispose();
+    plain.dispose();
+    panel.dispose();
+  });
+
+  it('asks before a re-run, runs it with the values confirmed, and hands it to the notebook', async () => {
+    const fake = new FakeApi();
+    fake.add(twoSteps('failed'));
+    const asked: [string, string | null][] = [];
+    let answer: any = null;
+    const reruns: [string, string][] = [];
+    const view = await open(fake, 'j1', undefined, {
+      confirmRerun: async (j, from) => {
+        asked.push([j.id, from]);
+        return answer;
+      },
+      onRerun: (created, of) => reruns.push([created.id, of.id])
+    });
+    (sel(view.node, 'jupyter-ext-rerun') as HTMLButtonElement).click();
+    await settle();
+    expect(asked).toEqual([['j1', null]]);
+    expect(fake.submitted).toEqual([]); // cancelled in the dialog: nothing submitted
+    answer = { parameters: { lr: 0.5 }, backend: 'local' };
+    (sel(view.node, 'jupyter-ext-rerun-from', '[data-step="train"]') as HTMLButtonElement).click();
+    await settle();
+    expect(asked[1]).toEqual(['j1', 'train']);
+    expect(fake.submitted).toEqual([
+      {
+        notebook: 'examples/train.ipynb',
+        parameters: { lr: 0.5 },
+        backend: 'local',
+        name: 'train',
+        from_step: 'train',
+        rerun_of: 'j1'
+      }
+    ]);
+    expect(reruns).toEqual([['new1', 'j1']]);
     view.dispose();
   });
 

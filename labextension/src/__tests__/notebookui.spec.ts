@@ -171,6 +171,41 @@ describe('SubmitDialogBody', () => {
     Widget.detach(body);
   });
 
+  it('starts a re-run from the job’s own parameters and backend, and says what it re-runs', async () => {
+    const { calls, client } = server({
+      local: plan(),
+      kubernetes: plan({ backend: 'kubernetes' })
+    });
+    const body = new SubmitDialogBody(client, 'ui_demo.ipynb', {
+      parameters: { epochs: 9, lr: 2, title: 'z' },
+      backend: 'kubernetes',
+      note: 'Re-run of job j1 from step train'
+    });
+    Widget.attach(body, document.body);
+    await settle(body);
+    expect(JSON.parse(String(calls[1].init.body)).backend).toBe('kubernetes');
+    expect(body.node.querySelector('[data-testid="jupyter-ext-submit-note"]')!.textContent).toBe(
+      'Re-run of job j1 from step train'
+    );
+    const inputs = Array.from(
+      body.node.querySelectorAll<HTMLInputElement>('[data-testid="jupyter-ext-param"]')
+    );
+    expect(inputs.map(i => `${i.dataset.param}=${i.value}`)).toEqual([
+      'epochs=9',
+      'lr=2.0',
+      'title=z',
+      'start=time.time()'
+    ]);
+    // Unchanged, the re-run runs what the job ran; a change is taken.
+    expect(body.getValue()).toMatchObject({
+      backend: 'kubernetes',
+      parameters: { epochs: 9, lr: 2, title: 'z' }
+    });
+    inputs[0].value = '3'; // back to the default: the notebook's own value runs
+    expect(body.getValue().parameters).toEqual({ lr: 2, title: 'z' });
+    Widget.detach(body);
+  });
+
   it('lists the planner’s problems inline and keeps Run blocked', async () => {
     const details = [
       {
@@ -276,7 +311,7 @@ describe('StepEditorBody', () => {
     expect(body.node.querySelector('input.jp-mod-error')).not.toBeNull();
     type(body, 'name', 'load');
     expect(shownErrors(body).name).toBe(
-      "name: step 'load' already starts at cell 1; pick another name"
+      "name: step 'load' already starts at cell 2; pick another name"
     );
     type(body, 'name', 'train');
     expect(body.node.querySelector('.jp-mod-error')).toBeNull();

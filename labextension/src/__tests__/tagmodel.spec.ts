@@ -113,7 +113,7 @@ describe('one cell (parity with test_tags.py)', () => {
     ['skip:yes', "'skip'"]
   ])('typo %s is an error suggesting %s', (tag, suggestion) => {
     const err = errorOf([tag], 4);
-    expect(err.message.startsWith(`cell 4: tag ${pyRepr(tag)} `)).toBe(true);
+    expect(err.message.startsWith(`cell 5: tag ${pyRepr(tag)} `)).toBe(true);
     expect(err.message).toContain(`did you mean ${suggestion}`);
     expect(err.problems).toEqual([{ cell: 4, step: null, tag, message: err.message }]);
   });
@@ -138,19 +138,19 @@ describe('one cell (parity with test_tags.py)', () => {
 
   it.each(['step', 'gpu', 'after'])('prefix %s without a value is an error', tag => {
     expect(errorOf([tag], 1).message).toMatch(
-      new RegExp(`^cell 1: tag '${tag}' needs a value, e\\.g\\. '${tag}:`)
+      new RegExp(`^cell 2: tag '${tag}' needs a value, e\\.g\\. '${tag}:`)
     );
   });
 
   it('lists every bad tag of a cell', () => {
     const err = errorOf(['gpu:two', 'memory:16GG', 'setp:x', 7], 2);
     expect(err.problems.map(p => p.tag)).toEqual(['gpu:two', 'memory:16GG', 'setp:x', '7']);
-    expect(err.message.startsWith('cell 2 has 4 problems:')).toBe(true);
+    expect(err.message.startsWith('cell 3 has 4 problems:')).toBe(true);
   });
 
   it('refuses absurd values, but a near-miss prefix with an invalid value is not ours', () => {
     for (const tag of ['gpu:' + '9'.repeat(5000), 'retries:' + '9'.repeat(5000)]) {
-      expect(errorOf([tag], 0).message).toMatch(/^cell 0: tag/);
+      expect(errorOf([tag], 0).message).toMatch(/^cell 1: tag/);
     }
     expect(parseTags(['gpus:' + '9'.repeat(5000)], 0).ignored.length).toBe(1);
   });
@@ -169,7 +169,7 @@ describe('one cell (parity with test_tags.py)', () => {
       expect(problems.length).toBeGreaterThan(0);
       for (const p of problems) {
         expect(p.cell).toBe(17);
-        expect(p.message.startsWith('cell 17')).toBe(true);
+        expect(p.message.startsWith('cell 18')).toBe(true);
       }
     }
   });
@@ -279,7 +279,7 @@ describe('notebook steps (plan.py rules)', () => {
   it('reports an unknown after: with a suggestion, and cycles', () => {
     let nb = analyzeNotebook([code('step:one'), code('step:two', 'after:onee')]);
     expect(nb.problems.map(p => p.message)).toEqual([
-      "cell 1: tag 'after:onee' names no step; did you mean 'one'?"
+      "cell 2: tag 'after:onee' names no step; did you mean 'one'?"
     ]);
     nb = analyzeNotebook([code('step:a', 'after:b'), code('step:b', 'after:a')]);
     expect(nb.problems[0].message).toContain('form a cycle');
@@ -344,7 +344,7 @@ describe('step editor form', () => {
       "after: 'lod' names no step; did you mean 'load'?"
     );
     expect(validateForm(nb, 4, { ...formFor(nb, 4), name: 'load' }).name).toContain(
-      "step 'load' already starts at cell 1"
+      "step 'load' already starts at cell 2"
     );
     expect(validateForm(nb, 1, { ...formFor(nb, 1), after: 'report' }).after).toContain(
       'would form a cycle'
