@@ -384,8 +384,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def _check_plan(session: Any, notebook: str, args: argparse.Namespace) -> bool:
     """Before anything runs: the planner's warnings on stderr (errors with --strict), its errors raised."""
     plan = await session.plan(notebook, args.backend)
-    if plan.get("error"):
-        error = plan["error"]
+    error = plan.get("error")
+    if error and not (args.kernel and error.get("field") == "kernel"):  # --kernel: submit checks that one
         raise ValidationError(error.get("message", "the notebook cannot run"), cell=error.get("cell"))
     warnings = plan.get("warnings") or []
     word = "error" if args.strict else "warning"
