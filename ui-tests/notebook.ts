@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Locator, Page } from '@playwright/test';
+import { expect, Locator, Page } from '@playwright/test';
 import { REPO } from './lab';
 
 /** The notebook shown in the main area. */
@@ -36,12 +36,18 @@ export async function cellTags(page: Page, index: number): Promise<string[]> {
 
 /** Index of the first cell whose source matches `pattern`; throws naming it when none does. */
 export async function findCell(page: Page, pattern: RegExp): Promise<number> {
-  const sources = await cellSources(page);
-  const index = sources.findIndex(s => pattern.test(s));
-  if (index < 0) {
+  // A notebook just opened may still be adding its cells: look until one matches.
+  let sources: string[] = [];
+  try {
+    await expect
+      .poll(async () => (sources = await cellSources(page)).findIndex(s => pattern.test(s)), {
+        timeout: 30_000
+      })
+      .toBeGreaterThanOrEqual(0);
+  } catch {
     throw new Error(`no cell of the notebook matches ${pattern}:\n${sources.join('\n---\n')}`);
   }
-  return index;
+  return sources.findIndex(s => pattern.test(s));
 }
 
 /** The open JupyterLab dialog. */

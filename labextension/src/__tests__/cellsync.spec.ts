@@ -6,8 +6,10 @@ import {
   newRecord,
   parametersText,
   plainDiagnostic,
-  plainError
+  plainError,
+  runCells
 } from '../cellsync';
+import { analyzeNotebook } from '../tagmodel';
 import { IEvent } from '../tokens';
 
 /** An in-memory notebook: cells by id, each a list of outputs (streams merge as in Lab). */
@@ -391,6 +393,27 @@ describe('CellSync: cells show only the current run', () => {
     sync.apply(ev(2, { type: 'step.end', step: 'two', status: 'cancelled' }));
     expect(nb.cells.slice(0, 4).map(c => nb.text(c.id))).toEqual(['', '', '', '']);
     expect(sync.record.states.b).toBe('cancelled');
+  });
+
+  it('knows which cells a run executes: steps, imports and parameters; not skip or markdown', () => {
+    const code = (...tags: string[]) => ({ type: 'code', tags });
+    const nb = analyzeNotebook([
+      { type: 'markdown', tags: [] }, // 0
+      code(), // 1: before the first tag, in no step (as in Kale)
+      code('imports'), // 2
+      code(), // 3: continues the imports block
+      code('parameters'), // 4
+      code('step:load'), // 5
+      code('skip'), // 6
+      code('step:train', 'after:load'), // 7
+      code() // 8
+    ]);
+    expect(runCells(nb)).toEqual([2, 3, 4, 5, 7, 8]);
+    expect(runCells(nb, ['load'])).toEqual([2, 3, 4, 7, 8]);
+    // No step tags: one step, every code cell but skip.
+    expect(runCells(analyzeNotebook([code('parameters'), code(), code('skip'), code()]))).toEqual([
+      0, 1, 3
+    ]);
   });
 
   it('keeps the cells of steps a re-run reuses, marked done, and clears the rest', () => {

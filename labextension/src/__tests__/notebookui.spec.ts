@@ -1,5 +1,6 @@
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient, MakeRequest } from '../client';
+import { CellBar } from '../cellchips';
 import { StepEditorBody } from '../stepeditor';
 import { parameterText, parseParameter, stepResources, SubmitDialogBody } from '../submitdialog';
 import { analyzeNotebook, INotebookCell } from '../tagmodel';
@@ -316,5 +317,21 @@ describe('StepEditorBody', () => {
     type(body, 'name', 'train');
     expect(body.node.querySelector('.jp-mod-error')).toBeNull();
     Widget.detach(body);
+  });
+});
+
+describe('CellBar', () => {
+  it('shows on the parameters cell the values the job ran with, as papermill injects them', () => {
+    const bar = new CellBar(() => undefined);
+    const box = bar.node.querySelector<HTMLElement>('[data-testid="jupyter-ext-cell-parameters"]')!;
+    bar.showParameters({ job: '3f2a1c9b8d7e', parameters: { lines: 4, title: 'Ada' } });
+    expect(box.hidden).toBe(false);
+    expect(box.textContent).toContain('Job 3f2a1c ran with these values');
+    expect(box.querySelector('pre')!.textContent).toBe("lines = 4\ntitle = 'Ada'");
+    bar.showParameters({ job: 'j', parameters: {} }); // the defaults ran: nothing to say
+    expect(box.hidden).toBe(true);
+    bar.showParameters(null);
+    expect(box.hidden).toBe(true);
+    bar.dispose();
   });
 });
