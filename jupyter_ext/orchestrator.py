@@ -876,6 +876,9 @@ def cell_error_words(error: dict[str, Any], stderr: dict[int, str]) -> dict[str,
     index = error.get("cell_index")
     if not isinstance(index, int):
         return error
+    if error.get("reason") in ("oom", "kernel_died"):
+        # No exception in the cell: the runner says how its kernel ended; we say where.
+        return {**error, "message": f"{error.get('message') or 'the kernel died'} ({cell_label(index)} was running)"}
     ename, evalue = error.get("ename") or "Error", error.get("evalue") or ""
     if ename == "CellExecutionError" and not evalue:
         lines = [line.strip() for line in ANSI.sub("", stderr.get(index, "")).splitlines() if line.strip()]

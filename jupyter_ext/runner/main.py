@@ -1,7 +1,12 @@
 """`python -m jupyter_ext.runner`: execute one step attempt and emit its events.
 
-Exit status: 0 the notebook ran to the end; 1 a cell raised; 2 the runner could not start
-the notebook (bad input, missing kernel); 143 cancelled (SIGTERM).
+Exit status: 0 the notebook ran to the end; 1 a cell raised or the kernel died; 2 the runner
+could not start the notebook (bad input, missing kernel); 143 cancelled (SIGTERM).
+
+A step that does not succeed says why in its `step.end`: `reason` is one of `exception` (a cell
+raised, or the runner could not run the notebook), `cancelled`, `oom` (the kernel was killed by
+the memory cgroup's limit, `limit_bytes` says which) or `kernel_died` (the kernel ended some other
+way; `signal` names the signal that killed it). docs/events.md lists the fields.
 """
 
 from __future__ import annotations
@@ -17,23 +22,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from . import transfer
+from . import cgroup, transfer
+from .cancel import Canceller, Cancelled, StepCancelled
 from .emitter import Emitter
 
 mimetypes.add_type("application/x-ipynb+json", ".ipynb")
 EXECUTED = "executed.ipynb"
 EXECUTED_HTML = "executed.html"
-
-
-class Cancelled(BaseException):
-    """Raised in the main thread when the backend asks us to stop (SIGTERM)."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Cancelled()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,7 +104,11 @@ class _HtmlWriter:
         # here, before the thread starts: two threads importing jupyter_client at once fail with
         # "cannot import name 'AsyncKernelManager' from partially initialized module" (seen in
         # cold containers of a diamond's parallel steps). The thread then imports only nbconvert's own.
+        import importlib.metadata  # noqa: F401 - entry points: papermill's engines, jupyter_client's provisioners
+
+        import jupyter_client  # noqa: F401
         import papermill  # noqa: F401
+        import zmq.asyncio  # noqa: F401
 
         self._thread = threading.Thread(target=self._load, name="html-exporter", daemon=True)
         self._thread.start()
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = None, kc: Any = None) -> int:
     """Run one step attempt; with `km`, in that already started kernel (the warm pool's)."""
+    cancel = Canceller()
+    cancel.install()  # first: a cancel during start-up must not kill us before step.end
     attempt_dir = Path(args.attempt_dir)
     attempt_dir.mkdir(parents=True, exist_ok=True)
     artifacts_dir = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR") or attempt_dir / "artifacts")
@@ -163,17 +166,19 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         path=None if args.no_events_file else str(attempt_dir / "events.jsonl"),
         stream=sys.stdout if args.events_stdout else None,
     )
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    html = html or (None if args.no_html else _HtmlWriter())
+    memory_before = cgroup.current()
     started = time.time()
-    emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
     status, code, error = "succeeded", 0, None
     executed = artifacts_dir / EXECUTED
     saved: set[str] = set()
     try:
+        html = html or (None if args.no_html else _HtmlWriter())
+        emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
         import nbformat
         import papermill
         from papermill.exceptions import PapermillExecutionError
+
+        from .engine import KernelDied
 
         transfer.fetch_inputs()  # from the artifact store, when the backend put the inputs there
         nb = nbformat.read(args.notebook, as_version=4)
@@ -204,27 +209,35 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
                 log_output=False,
                 emitter=emitter,
                 artifacts_dir=str(artifacts_dir),
+                cancel=cancel,
                 **warm,
             )
             saved = set(getattr(result, "saved_artifacts", set()) or set())
         except PapermillExecutionError as exc:
             status, code = "failed", 1
             error = _cell_error(exc, emitter)
-    except Cancelled:
-        status, code, error = "cancelled", 143, {"message": "cancelled"}
+        except KernelDied as exc:
+            status, code = "failed", 1
+            error = kernel_died_error(exc, args.step, memory_before, cgroup.current())
+    except (Cancelled, StepCancelled):
+        status = "cancelled"
     except Exception as exc:  # noqa: BLE001 - anything else is a runner failure the user must see
         status, code = "failed", 2
         error = {
+            "reason": "exception",
             "ename": type(exc).__name__,
             "evalue": str(exc),
             "message": f"the step could not run: {type(exc).__name__}: {exc}",
             "traceback": traceback.format_exception(exc),
         }
     finally:
-        # Cancellation during clean-up must not lose the events below.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # From here the runner finishes on its own: a second SIGTERM must not lose the events below.
+        cancel.uninstall()
         if km is not None:
             km.shutdown_kernel(now=True)
+    if cancel.requested.is_set():
+        # Whatever the kernel was doing when the cancel came: the user stopped it.
+        status, code, error = "cancelled", 143, {"reason": "cancelled", "message": "cancelled"}
     if executed.exists() and not args.no_html:
         try:
             assert html is not None
@@ -237,11 +250,46 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
         emitter.emit("log", stream="stderr", text=f"jupyter-ext: could not send the step's outputs back: {exc!r}\n")
         if status == "succeeded":
             status, code = "failed", 2
-            error = {"message": f"the step's outputs could not be sent back: {exc!r}"}
+            error = {"reason": "exception", "message": f"the step's outputs could not be sent back: {exc!r}"}
     collect_artifacts(artifacts_dir, emitter, saved)
-    emitter.emit("step.end", status=status, exit_code=code, error=error, duration=round(time.time() - started, 3))
+    end: dict[str, Any] = {"status": status, "exit_code": code, "error": error}
+    if error is not None and error.get("reason"):
+        end["reason"] = error["reason"]
+    emitter.emit("step.end", **end, duration=round(time.time() - started, 3))
     emitter.close()
     return code
+
+
+def kernel_died_error(
+    exc: Any, step: str, before: cgroup.MemoryCgroup | None, after: cgroup.MemoryCgroup | None
+) -> dict[str, Any]:
+    """The step's error when its kernel died: out of memory when the memory cgroup killed it (the
+    kernel is our child, so neither the container nor the pod reports OOMKilled), else how it died.
+    Plain words and no traceback: the runner did nothing wrong."""
+    where = {k: v for k, v in exc.ids.items() if k in ("cell_index", "cell_id")}
+    killed = exc.signal == signal.SIGKILL
+    if killed and cgroup.oom_killed(before, after):
+        limit = after.limit if after is not None else None
+        words = f"the memory limit of {cgroup.human_bytes(limit)}" if limit else "the machine's memory"
+        return {
+            **where,
+            "reason": "oom",
+            "limit_bytes": limit,
+            "signal": "SIGKILL",
+            "message": f"step {step!r} ran out of memory: its kernel was stopped when it reached {words}; "
+            f"raise `memory:` on step {step!r}",
+        }
+    how = str(exc)
+    hint = " (a SIGKILL often means the machine ran out of memory)" if killed and after is None else ""
+    error: dict[str, Any] = {**where, "reason": "kernel_died", "message": f"{how}{hint}"}
+    if exc.signal is not None:
+        try:
+            error["signal"] = signal.Signals(exc.signal).name
+        except ValueError:
+            error["signal"] = str(exc.signal)
+    elif exc.returncode is not None:
+        error["kernel_exit_code"] = exc.returncode
+    return error
 
 
 def _setup_code(workdir: str, env: dict[str, str]) -> str:
@@ -269,6 +317,7 @@ def _cell_error(exc: Any, emitter: Emitter) -> dict[str, Any]:
     ename, evalue = getattr(exc, "ename", "Error"), getattr(exc, "evalue", "")
     place = f"cell {cell_index}" if cell_index is not None else "a cell"
     return {
+        "reason": "exception",
         "cell_index": cell_index,
         "cell_id": where.get("cell_id"),
         "ename": ename,

@@ -26,7 +26,10 @@ def standby(folder: str) -> int:
     from .main import _HtmlWriter, parse_args, run
 
     html = _HtmlWriter()
-    km = KernelManager(kernel_name="python3")
+    # The step's client must be an async one: nbclient awaits its get_msg(timeout=None), which on a
+    # blocking client blocks the event loop itself, so neither the IOPub timeout nor a cancel
+    # could ever run (a warm runner then hung forever, and ignored SIGTERM until SIGKILL).
+    km = KernelManager(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")
 
     def stop(signum: int, frame: FrameType | None) -> None:
         km.shutdown_kernel(now=True)
@@ -55,12 +58,19 @@ def standby(folder: str) -> int:
 
 def _warm_up(km: Any) -> Any:
     """Connect a client and run the imports every step pays for (hand-off helpers) before any
-    step arrives; the connected client is handed to the step (None if warming up failed)."""
+    step arrives; the connected client is handed to the step (None if warming up failed).
+
+    Run on this thread's event loop (jupyter_core's run_sync), the one nbclient uses later."""
+    from jupyter_core.utils import run_sync
+
+    from .engine import unbounded_iopub
+
     client = km.client()
     client.start_channels()
+    unbounded_iopub(client)
     try:
-        client.wait_for_ready(timeout=60)
-        client.execute_interactive(
+        run_sync(client.wait_for_ready)(timeout=60)
+        run_sync(client.execute_interactive)(
             "import cloudpickle, jupyter_ext.notebook.handoff", silent=True, store_history=False, timeout=60
         )
     except (RuntimeError, TimeoutError) as exc:
