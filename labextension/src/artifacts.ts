@@ -44,6 +44,66 @@ export function executedKind(artifact: Pick<IArtifact, 'name' | 'step'>): 'ipynb
   return null;
 }
 
+/** Whether an artifact is an image the runner kept from a cell's output (`cell3-output0.png`). */
+export function isCellImage(artifact: Pick<IArtifact, 'name' | 'mime'>): boolean {
+  return artifact.mime.startsWith('image/') && /(^|__)cell\d+-output\d+\.\w+$/.test(artifact.name);
+}
+
+/**
+ * The artifacts to list, each once: a step that saved images of its own under
+ * `artifact_path()` (a plot it also showed) does not list its cells' output images beside
+ * them; those stay in the cells and the executed notebook. Answers the list and how many
+ * cell images it left out.
+ */
+export function listed(artifacts: readonly IArtifact[]): {
+  shown: IArtifact[];
+  cellImages: IArtifact[];
+} {
+  const named = new Set(
+    artifacts
+      .filter(a => a.mime.startsWith('image/') && !isCellImage(a) && !executedKind(a))
+      .map(a => a.step)
+  );
+  const cellImages = artifacts.filter(a => isCellImage(a) && named.has(a.step));
+  return { shown: artifacts.filter(a => !cellImages.includes(a)), cellImages };
+}
+
+/**
+ * An executed step notebook as "Open a copy" saves it: its `after:`/`prev:` tags naming steps
+ * that are not in the copy are dropped (they were satisfied in the job; kept, the step chip
+ * would flag each as a problem).
+ */
+export function copyForOpening(content: any): any {
+  const cells: any[] = Array.isArray(content?.cells) ? content.cells : [];
+  const tagsOf = (cell: any): string[] =>
+    Array.isArray(cell?.metadata?.tags)
+      ? cell.metadata.tags.filter((t: any) => typeof t === 'string')
+      : [];
+  const steps = new Set<string>();
+  for (const cell of cells) {
+    for (const tag of tagsOf(cell)) {
+      const m = /^(step|block):\s*(.+)$/.exec(tag);
+      if (m) {
+        steps.add(m[2].trim());
+      }
+    }
+  }
+  return {
+    ...content,
+    cells: cells.map(cell => {
+      const tags = tagsOf(cell);
+      const kept = tags.filter(tag => {
+        const m = /^(after|prev):\s*(.+)$/.exec(tag);
+        return !m || steps.has(m[2].trim());
+      });
+      if (kept.length === tags.length) {
+        return cell;
+      }
+      return { ...cell, metadata: { ...cell.metadata, tags: kept } };
+    })
+  };
+}
+
 /** A blob's text (FileReader where `Blob.text` is missing, as in older engines). */
 export function readText(blob: Blob): Promise<string> {
   if (typeof blob.text === 'function') {
@@ -162,17 +222,27 @@ export class ArtifactsView extends Widget {
       const empty = document.createElement('div');
       empty.className = 'jp-ext-Artifacts-empty';
       empty.textContent =
-        'No artifacts yet. Files a step writes under $JUPYTER_EXT_ARTIFACTS_DIR, image ' +
-        'outputs and the executed notebook appear here.';
+        'No artifacts yet. Files a step saves under jupyter_ext.artifact_path("name"), ' +
+        'its image outputs and the executed notebook appear here.';
       root.appendChild(empty);
       return;
     }
+    const { shown, cellImages } = listed(this.artifacts);
     const list = document.createElement('ul');
     list.className = 'jp-ext-Artifacts-list';
-    for (const artifact of this.artifacts) {
+    for (const artifact of shown) {
       list.appendChild(this.renderArtifact(artifact));
     }
     root.appendChild(list);
+    if (cellImages.length) {
+      const note = document.createElement('div');
+      note.className = 'jp-ext-Artifacts-note';
+      note.dataset.testid = 'jupyter-ext-artifacts-cell-images';
+      note.textContent =
+        `${cellImages.length} image output${cellImages.length === 1 ? '' : 's'} of the cells ` +
+        '(the plots above, as the cells showed them) are in the cells and the executed notebook.';
+      root.appendChild(note);
+    }
   }
 
   /** Per step: download the executed notebook, open a copy, view its HTML. */
@@ -266,6 +336,23 @@ export class ArtifactsView extends Widget {
       img.dataset.testid = 'jupyter-ext-artifact-preview';
       img.alt = `Preview of ${artifact.name}`;
       img.loading = 'lazy';
+      // A click opens the preview large (the image's own size, up to the view's width).
+      img.tabIndex = 0;
+      img.setAttribute('role', 'button');
+      img.setAttribute('aria-expanded', 'false');
+      img.title = 'Click to enlarge';
+      const toggle = () => {
+        const large = item.classList.toggle('jp-mod-expanded');
+        img.setAttribute('aria-expanded', String(large));
+        img.title = large ? 'Click to make small again' : 'Click to enlarge';
+      };
+      img.onclick = toggle;
+      img.onkeydown = (event: KeyboardEvent) => {
+        if (event.key === 'Enter' || event.key === ' ') {
+          event.preventDefault();
+          toggle();
+        }
+      };
       item.appendChild(img);
       void this.preview(artifact, img, item);
     }

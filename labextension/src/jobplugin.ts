@@ -8,7 +8,7 @@ import { ILayoutRestorer, JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, MainAreaWidget, showDialog, WidgetTracker } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { listIcon } from '@jupyterlab/ui-components';
-import { IArtifactActions } from './artifacts';
+import { copyForOpening, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
 import { HtmlView } from './htmlview';
 import { jobLabel } from './jobstate';
@@ -106,7 +106,11 @@ export function activateJobViews(
     const listing = await contents.get(dir, { type: 'directory', content: true });
     const exists = (listing.content as { name: string }[]).some(item => item.name === file);
     if (!exists) {
-      await contents.save(path, { type: 'notebook', format: 'json', content });
+      await contents.save(path, {
+        type: 'notebook',
+        format: 'json',
+        content: copyForOpening(content)
+      });
     }
     await app.commands.execute('docmanager:open', { path });
   };

@@ -371,5 +371,15 @@ export function explainError(
   if (!hints.length && error?.ename && error?.cell_index !== undefined) {
     hints.push('This error came from the code in that cell; its traceback is in the step log.');
   }
-  return [message, ...hints.slice(0, 1)].filter(Boolean).join(' ');
+  return [message, ...hints.slice(0, 1)].filter(Boolean).map(sentence).join(' ');
+}
+
+/** Text as a sentence: a capital first letter and a full stop (unless it ends in one). */
+export function sentence(text: string): string {
+  const t = text.trim();
+  if (!t) {
+    return '';
+  }
+  const capital = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }

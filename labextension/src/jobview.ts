@@ -421,7 +421,8 @@ export class JobView extends Panel {
     ]
       .filter(Boolean)
       .join(' · ');
-    const failedStep = job.error?.step ? `Step ${job.error.step}: ` : '';
+    // In sentences: "Step train failed. The step ran out of memory: .... The step needed ..."
+    const failedStep = job.error?.step ? `Step ${job.error.step} failed. ` : '';
     const explained = explainError(job.error);
     this.error.textContent = explained ? `${failedStep}${explained}` : '';
     this.error.hidden = !explained || job.status === 'cancelled';

@@ -33,6 +33,8 @@ export class StepEditorBody extends Widget {
   private readonly inputs = new Map<FormField, HTMLInputElement>();
   private readonly errors = new Map<FormField, HTMLElement>();
   private touched = false;
+  /** Holds `jp-mod-error` while the form cannot be saved (the dialog disables Save on it). */
+  private readonly blocker = document.createElement('span');
 
   constructor(
     private readonly nb: INotebookSteps,
@@ -50,7 +52,8 @@ export class StepEditorBody extends Widget {
       option.value = name;
       list.append(option);
     }
-    this.node.append(list);
+    this.blocker.hidden = true;
+    this.node.append(this.blocker, list);
     for (const field of FORM_FIELDS) {
       const [label, hint] = LABELS[field];
       const row = document.createElement('label');
@@ -100,13 +103,19 @@ export class StepEditorBody extends Widget {
       const message = errors[field];
       const input = this.inputs.get(field)!;
       const node = this.errors.get(field)!;
-      // An empty name on a fresh form disables Save without scolding the user yet.
+      // An empty name on a fresh form disables Save without scolding the user yet: no error
+      // text and no red field until something was typed.
       const shown = message && !(field === 'name' && untouchedEmptyName) ? message : '';
+      const appeared = !!shown && node.hidden;
       node.textContent = shown;
       node.hidden = !shown;
-      input.classList.toggle('jp-mod-error', !!message);
-      input.setAttribute('aria-invalid', message ? 'true' : 'false');
+      input.classList.toggle('jp-mod-error', !!shown);
+      input.setAttribute('aria-invalid', shown ? 'true' : 'false');
+      if (appeared && document.activeElement === input) {
+        node.scrollIntoView?.({ block: 'nearest' }); // the error of the field being typed in
+      }
     }
+    this.blocker.className = Object.keys(errors).length ? 'jp-mod-error' : '';
     return errors;
   }
 

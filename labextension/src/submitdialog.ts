@@ -264,6 +264,11 @@ export class SubmitDialogBody extends Widget {
       node.append(error);
     }
     const plan = this.plan;
+    // The label column fits the longest label, so none wraps mid-word.
+    const labels = ['Notebook', 'Backend', ...(plan?.parameters ?? []).map(p => p.name)];
+    labels.push(...(plan?.steps ?? []).map(st => st.name));
+    const longest = Math.max(...labels.map(l => l.length));
+    node.style.setProperty('--jp-ext-label-width', `clamp(96px, ${longest + 2}ch, 240px)`);
     if (plan && !this.loading) {
       if (plan.error) {
         this.renderError(plan.error);

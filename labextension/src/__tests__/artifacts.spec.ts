@@ -1,4 +1,5 @@
-import { ArtifactsView, executedKind, humanSize } from '../artifacts';
+import { ArtifactsView, copyForOpening, executedKind, humanSize, listed } from '../artifacts';
+import { analyzeNotebook } from '../tagmodel';
 import { FakeApi, job, settle, until } from './jobfakes';
 
 const created: Blob[] = [];
@@ -118,6 +119,72 @@ describe('ArtifactsView', () => {
     const empty = new ArtifactsView(new FakeApi().client, 'none');
     await empty.refresh();
     expect(empty.node.textContent).toContain('No artifacts yet');
+    // It names the helper notebooks call, not an environment variable.
+    expect(empty.node.textContent).toContain('jupyter_ext.artifact_path("name")');
+    expect(empty.node.textContent).not.toContain('$JUPYTER_EXT');
+  });
+
+  it('opens an image preview large on click, and small again', async () => {
+    const view = new ArtifactsView(api().client, 'j1');
+    await view.refresh();
+    await settle();
+    const img = view.node.querySelector<HTMLImageElement>(
+      '[data-testid="jupyter-ext-artifact-preview"]'
+    )!;
+    const item = img.closest('[data-testid="jupyter-ext-artifact"]')!;
+    expect(item.classList.contains('jp-mod-expanded')).toBe(false);
+    img.click();
+    expect(item.classList.contains('jp-mod-expanded')).toBe(true);
+    expect(img.getAttribute('aria-expanded')).toBe('true');
+    img.click();
+    expect(item.classList.contains('jp-mod-expanded')).toBe(false);
+  });
+
+  it('lists a plot once: a step’s saved image, not its cell output image beside it', async () => {
+    const fake = new FakeApi();
+    fake.add(job({ id: 'j2', status: 'succeeded' }));
+    const png = 'image/png';
+    fake.artifactList.set('j2', [
+      { name: 'plot__cell3-output0.png', step: 'plot', size: 900, mime: png },
+      { name: 'plot__plot.png', step: 'plot', size: 1000, mime: png },
+      { name: 'slow__cell2-output0.png', step: 'slow', size: 800, mime: png }
+    ]);
+    const view = new ArtifactsView(fake.client, 'j2');
+    await view.refresh();
+    await settle();
+    const names = Array.from(
+      view.node.querySelectorAll<HTMLElement>('[data-testid="jupyter-ext-artifact"]')
+    ).map(i => i.dataset.name);
+    // Step slow saved no image of its own: its cell's image is the only copy, so it is listed.
+    expect(names).toEqual(['plot__plot.png', 'slow__cell2-output0.png']);
+    expect(
+      view.node.querySelector('[data-testid="jupyter-ext-artifacts-cell-images"]')!.textContent
+    ).toMatch(/^1 image output of the cells/);
+    expect(listed([]).shown).toEqual([]);
+  });
+
+  it('opens a copy of a step notebook without after: tags naming steps it does not hold', () => {
+    const content = {
+      cells: [
+        { cell_type: 'code', metadata: { tags: ['step:plot', 'after:slow', 'cpu:1'] }, source: '' },
+        {
+          cell_type: 'code',
+          metadata: { tags: ['step:report', 'prev:plot', 'prev:slow'] },
+          source: ''
+        },
+        { cell_type: 'markdown', metadata: {}, source: '' }
+      ],
+      metadata: {}
+    };
+    const copy = copyForOpening(content);
+    expect(copy.cells.map((c: any) => c.metadata.tags)).toEqual([
+      ['step:plot', 'cpu:1'],
+      ['step:report', 'prev:plot'],
+      undefined
+    ]);
+    const cells = copy.cells.map((c: any) => ({ type: c.cell_type, tags: c.metadata.tags }));
+    expect(analyzeNotebook(cells).problems).toEqual([]); // no problem chip in the copy
+    expect(content.cells[0].metadata.tags).toContain('after:slow'); // the original is untouched
   });
 
   it('lists once more after a request in flight, so what came meanwhile is not missed', async () => {

@@ -147,7 +147,7 @@ describe('explainError', () => {
     const oom = explainError({
       message: "the step ran out of memory: raise `memory:` on step 'train'"
     });
-    expect(oom).toContain("the step ran out of memory: raise `memory:` on step 'train'");
+    expect(oom).toContain("The step ran out of memory: raise `memory:` on step 'train'.");
     expect(oom).toContain('needed more memory than it was given');
     expect(
       explainError(
@@ -167,7 +167,11 @@ describe('explainError', () => {
     expect(
       explainError({ message: 'cell 3 raised ValueError: bad', ename: 'ValueError', cell_index: 3 })
     ).toBe(
-      'cell 3 raised ValueError: bad This error came from the code in that cell; its traceback is in the step log.'
+      'Cell 3 raised ValueError: bad. This error came from the code in that cell; its traceback is in the step log.'
+    );
+    // The banner reads as sentences: a capital, a full stop between message and hint.
+    expect(explainError({ message: 'the step ran out of memory' })).toMatch(
+      /^The step ran out of memory\. The step needed more memory/
     );
     expect(explainError(null)).toBe('');
     expect(plainMessage({ ename: 'KeyError', evalue: "'x'" })).toBe("KeyError: 'x'");

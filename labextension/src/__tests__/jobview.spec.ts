@@ -221,7 +221,9 @@ describe('JobView', () => {
     const view = await open(fake);
     const header = view.node.querySelector('.jp-ext-JobView-error') as HTMLElement;
     expect(header.hidden).toBe(false);
-    expect(header.textContent).toContain('Step train: the step ran out of memory');
+    expect(header.textContent).toContain(
+      "Step train failed. The step ran out of memory: raise `memory:` on step 'train'. The step needed"
+    );
     expect(header.textContent).toContain('needed more memory than it was given');
     const stepError = sel(view.node, 'jupyter-ext-step', '[data-step="train"]')!.querySelector(
       '.jp-ext-StepSection-error'

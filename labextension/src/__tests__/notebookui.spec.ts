@@ -309,8 +309,16 @@ describe('StepEditorBody', () => {
     const body = new StepEditorBody(analyzeNotebook(cells), 2);
     Widget.attach(body, document.body);
     expect(shownErrors(body)).toEqual({});
-    expect(body.node.querySelector('input.jp-mod-error')).not.toBeNull();
+    // Save is blocked (the dialog looks for .jp-mod-error), but the empty field is not red yet.
+    expect(body.node.querySelector('.jp-mod-error')).not.toBeNull();
+    expect(body.node.querySelector('input.jp-mod-error')).toBeNull();
+    expect(body.node.querySelector('input[data-field="name"]')!.getAttribute('aria-invalid')).toBe(
+      'false'
+    );
     type(body, 'name', 'load');
+    expect(body.node.querySelector('input[data-field="name"]')!.classList).toContain(
+      'jp-mod-error'
+    );
     expect(shownErrors(body).name).toBe(
       "name: step 'load' already starts at cell 2; pick another name"
     );
