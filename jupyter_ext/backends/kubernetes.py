@@ -994,10 +994,20 @@ class KubernetesBackend(Backend):
                 batch = getter.result()
                 if batch is None:
                     break
+                # everything already read goes out as one batch (one store transaction, not one per line)
+                ended_here = False
+                while not queue.empty() and len(batch) < 2000:
+                    more = queue.get_nowait()
+                    if more is None:
+                        ended_here = True
+                        break
+                    batch = batch + more
                 fresh = [e for e in batch if int(e.get("n", 0)) > state.last_n]
                 if fresh:
                     state.last_n = max(int(e["n"]) for e in fresh)
                     yield fresh
+                if ended_here:
+                    break
         finally:
             watcher.cancel()
             task.cancel()

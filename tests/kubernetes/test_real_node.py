@@ -226,6 +226,7 @@ def test_an_image_the_runtime_cannot_find_reaches_the_cell_and_the_job_is_remove
     run(k8s_cluster, namespace, tmp_path, body, image_pull_grace=5.0)
 
 
+@pytest.mark.timeout(1200)
 def test_no_event_is_lost_when_the_kubelet_rotates_the_log_under_a_flood(
     k8s_cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
