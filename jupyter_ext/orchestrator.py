@@ -833,12 +833,12 @@ def combine_executed(original: Path, executed: list[str], out_dir: Path) -> list
             continue  # an earlier run's: this run's own comes from the steps
         cell = copy.deepcopy(cell)
         if cell.cell_type == "code":
-            done = ran.get(index)
-            cell.outputs = copy.deepcopy(done.outputs) if done is not None else []
-            cell.execution_count = done.execution_count if done is not None else None
+            source = ran.get(index)
+            cell.outputs = copy.deepcopy(source.outputs) if source is not None else []
+            cell.execution_count = source.execution_count if source is not None else None
             for key in ("papermill", "execution"):
-                if done is not None and key in done.metadata:
-                    cell.metadata[key] = copy.deepcopy(done.metadata[key])
+                if source is not None and key in source.metadata:
+                    cell.metadata[key] = copy.deepcopy(source.metadata[key])
         cells.append(cell)
         if injected is not None and injected[1] == index:
             extra = copy.deepcopy(injected[0])

@@ -245,7 +245,6 @@ class EventClient(PapermillNotebookClient):
             if failed is not None:
                 break
 
-
     # -- IOPub: nothing dropped, backlog merged, timeout measured from the last message ----------
     async def _async_poll_output_msg(self, parent_msg_id: str, cell: Any, cell_index: int) -> None:
         assert self.kc is not None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cgroup, transfer
-from .cancel import Canceller, Cancelled, StepCancelled
+from .cancel import Cancelled, Canceller, StepCancelled
 from .emitter import Emitter
 
 mimetypes.add_type("application/x-ipynb+json", ".ipynb")
