@@ -306,8 +306,9 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
 
     cells = nb.get("cells", []) or []
     parsed: dict[int, CellTags] = {}
-    # A cell with a bad tag may have meant to open another step (`setp:b`): what it says about
-    # steps is not used, so its typo is the one error shown (no made-up cycle or unknown step).
+    # A cell with a bad tag may have meant to open another step (`setp:b`): its resources are not
+    # given to the step above, no cycle is drawn while tags are unreadable, and a step only a typo
+    # names is not "unknown", so the typo is the error shown (no made-up cycle or conflict).
     unread: set[str] = set()
     metadata_problems = len(problems)
     for index, cell in enumerate(cells):
@@ -319,8 +320,7 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
         for problem in found:
             if problem.tag:
                 unread.add(problem.tag.partition(":")[2])
-        if found:
-            parsed[index].after.clear()
+        if found:  # its `after:` tags still name steps (or not), but no cycle is drawn through it
             parsed[index].settings.clear()
             parsed[index].limits.clear()
     tag_problems = len(problems) > metadata_problems

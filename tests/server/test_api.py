@@ -99,7 +99,8 @@ async def test_failing_cell_names_cell_and_exception(api: Any) -> None:
     end = events[-1]
     assert end["type"] == "job.end" and end["status"] == "failed"
     assert end["error"]["cell_index"] == 1 and end["error"]["ename"] == "ValueError"
-    assert "cell 1 raised ValueError: bad value in cell one" in end["error"]["message"]
+    # cell_index is 0-based (nbformat); the message uses Lab's numbering (1-based, all cells).
+    assert "cell 2 raised ValueError: bad value in cell one" in end["error"]["message"]
     assert not [e for e in events if e["type"] == "cell.start" and e.get("cell_index") == 2], "stops at the failure"
     job = await api.call("GET", "jobs", job["id"])
     assert job["status"] == "failed" and job["steps"][0]["exit_code"] == 1

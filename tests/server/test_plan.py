@@ -18,13 +18,17 @@ async def test_plan_lists_steps_cells_resources_and_parameters(api: Any, noteboo
         notebooks,
         "pipeline.ipynb",
         [
-            new_code_cell("epochs = 3  # how long\nlr: float = 0.5\nname = 'run'\nseed = None\nstart = time.time()",
-                          metadata={"tags": ["parameters"]}),
+            new_code_cell(
+                "epochs = 3  # how long\nlr: float = 0.5\nname = 'run'\nseed = None\nstart = time.time()",
+                metadata={"tags": ["parameters"]},
+            ),
             new_markdown_cell("notes"),
             new_code_cell("data = list(range(epochs))", metadata={"tags": ["step:load", "memory:2Gi"]}),
             new_code_cell("total = sum(data)"),
-            new_code_cell("print(total)", metadata={"tags": ["block:train", "prev:load", "gpu:1", "timeout:2h",
-                                                              "retries:2", "hide-input"]}),
+            new_code_cell(
+                "print(total)",
+                metadata={"tags": ["block:train", "prev:load", "gpu:1", "timeout:2h", "retries:2", "hide-input"]},
+            ),
         ],
     )
     plan = await api.call("POST", "plan", body={"notebook": "pipeline.ipynb"})
@@ -46,13 +50,24 @@ async def test_plan_lists_steps_cells_resources_and_parameters(api: Any, noteboo
     by_name = {p["name"]: p for p in plan["parameters"]}
     assert list(by_name) == ["epochs", "lr", "name", "seed", "start"]
     assert by_name["epochs"] == {
-        "name": "epochs", "value": 3, "literal": True, "default": "3", "type": "int", "help": "how long", "cell": 0
+        "name": "epochs",
+        "value": 3,
+        "literal": True,
+        "default": "3",
+        "type": "int",
+        "help": "how long",
+        "cell": 0,
     }
     assert by_name["lr"]["type"] == "float" and by_name["name"]["value"] == "run"
     assert by_name["seed"]["type"] == "None" and by_name["seed"]["literal"] is True
     assert by_name["start"] == {
-        "name": "start", "value": None, "literal": False, "default": "time.time()", "type": "expression",
-        "help": "", "cell": 0,
+        "name": "start",
+        "value": None,
+        "literal": False,
+        "default": "time.time()",
+        "type": "expression",
+        "help": "",
+        "cell": 0,
     }
     # Nothing was stored.
     assert (await api.call("GET", "jobs"))["jobs"] == []
@@ -82,8 +97,10 @@ async def test_plan_checks_the_backend_limits(api: Any, notebooks: Path) -> None
     _write(notebooks, "big.ipynb", [new_code_cell("pass", metadata={"tags": ["step:huge", "gpu:8"]})])
     plan = await api.call("POST", "plan", body={"notebook": "big.ipynb"})
     check_response("/plan", "POST", 200, plan)
-    assert plan["error"]["step"] == "huge" and "asks for 8 GPUs but the local backend has 2 GPUs" in plan[
-        "error"]["message"]
+    assert (
+        plan["error"]["step"] == "huge"
+        and "asks for 8 GPUs but the local backend has 2 GPUs" in plan["error"]["message"]
+    )
 
 
 async def test_plan_refuses_bad_requests_like_submit_does(api: Any, notebooks: Path, tmp_path: Path) -> None:

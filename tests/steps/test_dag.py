@@ -137,7 +137,7 @@ async def test_unpicklable_handoff_names_variable_type_step_and_cell(make: Any, 
     steps = {s["name"]: s for s in job["steps"]}
     assert steps["open"]["status"] == "failed" and steps["use"]["status"] == "not_run"
     message = job["error"]["evalue"]
-    assert "cannot hand off variable 'lock' (_thread.lock) from step 'open' (defined in cell 0)" in message
+    assert "cannot hand off variable 'lock' (_thread.lock) from step 'open' (defined in cell 1)" in message
     assert "not run because step 'open' failed" in steps["use"]["error"]["message"]
 
 
@@ -171,7 +171,7 @@ def test_bad_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 2
-    for part in ("cell 0", "setp:train", "step:train", "prev:nope", "16GG"):
+    for part in ("cell 1", "setp:train", "step:train", "prev:nope", "16GG"):
         assert part in result.stderr, (part, result.stderr)
     listing = subprocess.run(
         [sys.executable, "-m", "jupyter_ext.cli", "ls", "--json"],
