@@ -587,14 +587,25 @@ class Orchestrator:
         error: dict[str, Any] | None = None,
         exit_code: int | None = None,
         emit: bool = True,
+        ended: float | None = None,
     ) -> None:
-        await self.store.update_step(
-            job_id, name, status=status.value, finished=time.time(), error=error, exit_code=exit_code
-        )
+        """End a step; its `finished` is the ts of the step.end that says so (`ended`: the runner's
+        own, when that one stands), so every view computes the same duration."""
+        now = ended if ended is not None else time.time()
+        await self.store.update_step(job_id, name, status=status.value, finished=now, error=error, exit_code=exit_code)
         if emit:
             await self._emit(
                 job_id,
-                [{"type": "step.end", "step": name, "status": status.value, "exit_code": exit_code, "error": error}],
+                [
+                    {
+                        "type": "step.end",
+                        "step": name,
+                        "status": status.value,
+                        "exit_code": exit_code,
+                        "error": error,
+                        "ts": now,
+                    }
+                ],
             )
 
     # -- one step -------------------------------------------------------------------------------------------
@@ -711,7 +722,15 @@ class Orchestrator:
                 continue
             # The runner's own step.end already told clients, unless we know better (timeout, kill, lost).
             said = end_event is not None and end_event.get("status") == status.value and not outcome.final
-            await self._end_step(job_id, name, status, error=error, exit_code=outcome.exit_code, emit=not said)
+            await self._end_step(
+                job_id,
+                name,
+                status,
+                error=error,
+                exit_code=outcome.exit_code,
+                emit=not said,
+                ended=float(end_event["ts"]) if said and end_event is not None else None,
+            )
             return
 
     async def _submit(
@@ -771,7 +790,11 @@ class Orchestrator:
             async for batch in backend.events(handle, after):
                 stored = await self._emit(job_id, batch, step=name, attempt=attempt)
                 for event in stored:
-                    if event["type"] == "step.end":
+                    if event["type"] == "step.start":
+                        # The step's duration has one source, its start and end events (the runner's
+                        # clock): the row, the panel, the job view and the CLI all read these times.
+                        await self.store.update_step(job_id, name, started=float(event["ts"]))
+                    elif event["type"] == "step.end":
                         end_event = event
                     elif event["type"] == "cell.output" and event.get("cell_index") is not None:
                         output = event.get("output") or {}

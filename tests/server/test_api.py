@@ -310,3 +310,22 @@ async def test_large_cell_inputs_are_uploaded_then_taken_by_one_job(api: Any, da
     bogus = await api.call("POST", "jobs", body={"cell": {**cell, "inputs": {"big": "upload:../../x"}}}, expect=400)
     assert "is not an upload id" in bogus["message"]
     assert not [p for p in (data_dir / "uploads").rglob("*") if p.is_file()], "nothing left behind"
+
+
+async def test_step_times_are_the_step_events_times(api: Any) -> None:
+    """One source for a step's duration: the row's started/finished are its step.start/step.end ts
+    (the panel, the job view, the log and the CLI then agree), for a step that succeeded and one
+    whose failure the runner reported."""
+    from datetime import datetime
+
+    def ts(value: str) -> float:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+    for notebook in ("quick.ipynb", "fails.ipynb"):
+        job = await api.submit(notebook)
+        events = await api.stream(job["id"])
+        start = next(e for e in events if e["type"] == "step.start")
+        end = [e for e in events if e["type"] == "step.end"][-1]
+        row = (await api.call("GET", "jobs", job["id"]))["steps"][0]
+        assert abs(ts(row["started"]) - start["ts"]) < 0.001, (notebook, row["started"], start["ts"])
+        assert abs(ts(row["finished"]) - end["ts"]) < 0.001, (notebook, row["finished"], end["ts"])
