@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from .errors import Conflict, NotFound
 
 SCHEMA_VERSION = 1
+WAL_SIZE_LIMIT = 4 * 2**20
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -103,7 +104,12 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.row_factory = sqlite3.Row
+        # Deleted jobs give their pages back: a new database is made with incremental auto-vacuum
+        # (the pragma only takes effect before the first table; `reclaim()` converts an older one).
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
+        # After a checkpoint the WAL file is cut back to this, rather than staying at its largest.
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
@@ -265,7 +271,58 @@ class Store:
             raise Conflict(f"job {job_id!r} is {job['status']}; cancel it first (`jupyter-ext cancel {job_id}`)")
         with self._tx() as db:
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        self._free_pages()
         return job
+
+    def finished_jobs(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Every finished job (id, user, created, finished, status), newest first: what retention
+        chooses from. Queued and running jobs are never listed."""
+        query = "SELECT id, user, created, finished, status FROM jobs WHERE status NOT IN ('queued', 'running')"
+        args: list[Any] = []
+        if user is not None:
+            query += " AND user=?"
+            args.append(user)
+        return [dict(r) for r in self.db.execute(query + " ORDER BY created DESC", args)]
+
+    # -- disk space ---------------------------------------------------------------------------------
+    def _free_pages(self) -> None:
+        """Cut the pages a delete freed off the end of the file (incremental auto-vacuum). One
+        statement stepped to its end: `execute` would free a single page."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            self.db.executescript("PRAGMA incremental_vacuum;")
+
+    def reclaim(self) -> dict[str, int]:
+        """Give deleted rows' space back to the filesystem and empty the WAL: free pages cut off the
+        file, then a TRUNCATE checkpoint. A database made before auto-vacuum (or with it off) is
+        rewritten once by VACUUM, which also switches it to incremental auto-vacuum. Answers the
+        sizes in bytes afterwards ({db, wal}); a checkpoint kept from finishing by another
+        process's reader is simply tried again next time."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self.db.execute("VACUUM")
+        else:
+            self._free_pages()
+        timeout = self.db.execute("PRAGMA busy_timeout").fetchone()[0]
+        self.db.execute("PRAGMA busy_timeout=1000")  # never hold the store's thread for long
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={int(timeout)}")
+        return self.disk_usage()
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes of the database file and of its WAL (0 for an in-memory store)."""
+        if self.path == ":memory:":
+            return {"db": 0, "wal": 0}
+        sizes = {}
+        for key, path in (("db", Path(self.path)), ("wal", Path(f"{self.path}-wal"))):
+            try:
+                sizes[key] = path.stat().st_size
+            except FileNotFoundError:
+                sizes[key] = 0
+        return sizes
 
     # -- events -------------------------------------------------------------------------------------
     def append_events(
@@ -391,6 +448,12 @@ class AsyncStore:
 
     async def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
         return await self.call(self.sync.delete_job, job_id, user)
+
+    async def finished_jobs(self, user: str | None = None) -> list[dict[str, Any]]:
+        return await self.call(self.sync.finished_jobs, user)
+
+    async def reclaim(self) -> dict[str, int]:
+        return await self.call(self.sync.reclaim)
 
     async def append_events(self, job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
         return await self.call(self.sync.append_events, job_id, events, **kw)

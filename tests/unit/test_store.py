@@ -102,3 +102,66 @@ def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="newer than this jupyter-ext"):
         Store(tmp_path / "jobs.db")
+
+
+def _fill(store: Store, job_id: str, megabytes: int) -> None:
+    """A finished job with `megabytes` MB of output events."""
+    make(store, job_id)
+    store.update_step(job_id, "main", attempt=1)
+    text = "x" * 1000 + "\n"
+    for batch in range(megabytes):
+        events = [
+            {"type": "cell.output", "n": batch * 1000 + i + 1, "output": {"output_type": "stream", "text": text}}
+            for i in range(1000)
+        ]
+        store.append_events(job_id, events, step="main", attempt=1)
+    store.update_job(job_id, status="succeeded")
+
+
+def _sizes(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_deleting_jobs_gives_the_space_back_and_reclaim_empties_the_wal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    _fill(store, "big", 6)
+    make(store, "small")
+    full = store.reclaim()
+    assert full["db"] > 6 * 10**6 and full["wal"] == 0
+    store.delete_job("big")
+    # The delete itself cuts the freed pages off the file (incremental auto-vacuum) ...
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    # ... and a reclaim (after bulk deletes, and periodically) empties the WAL too.
+    after = store.reclaim()
+    assert after["db"] < 200_000 and after["wal"] == 0, after
+    assert _sizes(tmp_path / "jobs.db") < 200_000
+    assert store.get_job("small")["id"] == "small"
+
+
+def test_a_database_made_before_auto_vacuum_is_converted_by_reclaim(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    old = sqlite3.connect(path)  # what an older jupyter-ext made: no auto_vacuum
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE filler (x TEXT)")
+    old.close()
+    store = Store(path)
+    assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    _fill(store, "big", 4)
+    store.delete_job("big")
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] > 500  # nothing given back yet
+    after = store.reclaim()
+    assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert after["db"] < 200_000 and after["wal"] == 0, after
+    make(store, "next")
+    assert store.get_job("next")["status"] == "queued"
+
+
+def test_finished_jobs_never_lists_queued_or_running_ones(store: Store) -> None:
+    for job_id, status in (("q", "queued"), ("r", "running"), ("s", "succeeded"), ("f", "failed")):
+        make(store, job_id)
+        store.update_job(job_id, status=status)
+    make(store, "other", user="bob")
+    store.update_job("other", status="cancelled")
+    assert {j["id"] for j in store.finished_jobs("ada")} == {"s", "f"}
+    assert {j["id"] for j in store.finished_jobs()} == {"s", "f", "other"}
