@@ -32,6 +32,8 @@ from ..runner.emitter import parse_line
 from .base import Backend, Outcome, StepLaunch, runner_argv
 
 _END = object()
+STANDBY_PREFIX = "jupyter-ext-standby-"
+STANDBY_OWNER = "owner.json"  # {"pid", "start_time"} of the server process the folder belongs to
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -49,6 +51,43 @@ def _proc_start_time(pid: int) -> str | None:
 def _alive(pid: int, start_time: str | None) -> bool:
     current = _proc_start_time(pid)
     return current is not None and (start_time is None or current == start_time)
+
+
+def _standby_in_use(folder: Path) -> bool:
+    """Whether the server that made this standby folder still runs. A folder without an owner
+    file (made before there was one) counts as in use while any process works in it."""
+    try:
+        owner = json.loads((folder / STANDBY_OWNER).read_text())
+        return _alive(int(owner["pid"]), owner.get("start_time"))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable or torn: nobody can be using it as theirs
+    resolved = str(folder.resolve())
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            target = os.readlink(cwd)
+        except OSError:
+            continue
+        if target == resolved or target.startswith(resolved + os.sep):
+            return True
+    return False
+
+
+def sweep_standby_folders(tmp: str | Path | None = None) -> list[Path]:
+    """Remove this account's `jupyter-ext-standby-*` folders whose server is gone (killed, or a
+    version that never cleaned up); answers those removed. Blocking: run it in a thread."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{STANDBY_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not _standby_in_use(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def detect_gpus() -> list[str]:
@@ -236,6 +275,9 @@ class LocalBackend(Backend):
         if self._tailer is None:
             self._tailer = _Tailer(self.poll_interval)
             self._tailer.start()
+        swept = await asyncio.to_thread(sweep_standby_folders)
+        if swept:
+            self.log.info("jupyter-ext: removed %d standby folder(s) left by servers that are gone", len(swept))
         await asyncio.to_thread(self._refill)
 
     async def stop(self) -> None:
@@ -246,6 +288,10 @@ class LocalBackend(Backend):
             self._tailer.stop()
             self._tailer = None
         await asyncio.to_thread(self._drain_standby)
+        folder, self._standby_dir = self._standby_dir, None
+        if folder is not None:
+            # Its runners have exited; a step one of them took works in the step's own folders.
+            await asyncio.to_thread(shutil.rmtree, folder, True)
 
     def capacity(self) -> dict[str, Any]:
         return {"max_concurrent": self.max_concurrent, "gpus": len(self.gpus), "running": len(self._slots)}
@@ -319,7 +365,9 @@ class LocalBackend(Backend):
         with self._standby_lock:
             self._standby = [p for p in self._standby if p.poll() is None]
             if self._standby_dir is None and self.warm_pool > 0:
-                self._standby_dir = Path(tempfile.mkdtemp(prefix="jupyter-ext-standby-"))
+                self._standby_dir = Path(tempfile.mkdtemp(prefix=STANDBY_PREFIX))
+                me = {"pid": os.getpid(), "start_time": _proc_start_time(os.getpid())}
+                (self._standby_dir / STANDBY_OWNER).write_text(json.dumps(me))
             while len(self._standby) < self.warm_pool:
                 assert self._standby_dir is not None
                 log = open(self._standby_dir / f"standby-{time.time_ns()}.log", "ab")  # noqa: SIM115
