@@ -325,11 +325,32 @@ async def open_session(args: argparse.Namespace, root_dir: str | Path | None = N
     """The server if one is running (unless --local), else this process (nothing started)."""
     from .client import find_server
 
+    session: Any = None
     if not getattr(args, "local", False):
-        server = await find_server()
-        if server is not None:
-            return server
-    return InProcess(root_dir, getattr(args, "backend", None))
+        session = await find_server()
+    if session is None:
+        session = InProcess(root_dir, getattr(args, "backend", None))
+    if isinstance(getattr(args, "job", None), str):
+        try:
+            args.job = await resolve_job(session, args.job)
+        except BaseException:
+            await close_session(session)
+            raise
+    return session
+
+
+async def resolve_job(session: Any, given: str) -> str:
+    """A job id, or the start of one as Lab's titles show it (`a1b2c3`): the one job of yours
+    whose id starts with it; several or none are said with the ids that would do."""
+    if len(given) >= 12 or not given:
+        return given
+    matches = [j["id"] for j in await session.jobs() if str(j["id"]).startswith(given)]
+    if len(matches) == 1:
+        return str(matches[0])
+    if not matches:
+        raise NotFound(f"no job of yours has an id starting with {given!r}; `jupyter-ext ls` lists them")
+    listed = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+    raise ValidationError(f"{given!r} starts {len(matches)} job ids ({listed}); give more of the id")
 
 
 async def close_session(session: Any) -> None:
