@@ -160,7 +160,10 @@ ensure() {
 
 cmd_build() {
   need
-  local name ref
+  # The refs are computed once: the step's hash covers the source tree, which may change while
+  # the image builds (an editor, a test run); what is built is what is imported and named.
+  local name ref refs_now
+  refs_now=$(refs)
   while IFS='=' read -r name ref; do
     case $name in
       PAUSE) ensure pause "$ref" ;;
@@ -170,13 +173,13 @@ cmd_build() {
             else log "base: cached ($ref, local stand-in)"; fi ;;
       STEP) ensure step "$ref" ;;
     esac
-  done < <(refs)
-  refs
+  done <<<"$refs_now"
+  printf '%s\n' "$refs_now"
 }
 
 cmd_import() {
-  local sock=$1 name ref
-  cmd_build >/dev/null
+  local sock=$1 name ref refs_now
+  refs_now=$(cmd_build)
   while IFS='=' read -r name ref; do
     [[ $name == BASE ]] && continue
     if ctr --address "$sock" -n k8s.io images ls -q | grep -qxF "$ref"; then
@@ -185,8 +188,8 @@ cmd_import() {
       log "$name: importing into the node's containerd"
       ctr --address "$sock" -n k8s.io images import --no-unpack=false "$(archive_of "$ref")" >&2
     fi
-  done < <(refs)
-  refs
+  done <<<"$refs_now"
+  printf '%s\n' "$refs_now"
 }
 
 case "${1:-}" in
