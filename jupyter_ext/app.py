@@ -18,7 +18,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, List, Type, Unicode, default
+from traitlets import Dict, Integer, List, Type, Unicode, default
 
 from .backends.base import Backend
 from .backends.kubernetes import KubernetesBackend
@@ -86,6 +86,18 @@ class JupyterExt(ExtensionApp):
     ).tag(config=True)
 
     local_backend_class = Type(LocalBackend, klass=Backend, help="Class of the 'local' backend.").tag(config=True)
+
+    max_request_bytes = Integer(
+        16 * 1024 * 1024,
+        help="The largest JSON request body the API accepts (bytes); a larger one is refused with 413 "
+        "from its Content-Length, before it is read. Large %%remote inputs go through uploads instead.",
+    ).tag(config=True)
+
+    max_upload_bytes = Integer(
+        512 * 1024 * 1024,
+        help="The largest file `PUT /jupyter-ext/api/uploads` accepts (bytes; the %%remote magic uploads "
+        "inputs over 1 MiB); a larger one is refused with 413. It replaces ServerApp.max_body_size there.",
+    ).tag(config=True)
 
     def make_backends(self, also: Iterable[str] = ()) -> dict[str, Backend]:
         """The enabled backends (plus `also`), each configured under its class name, none started.

@@ -9,6 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+#: How much of a value a message repeats back (a 10 MB string is not worth echoing).
+SHOWN_CHARS = 200
+#: The most a message or a detail's message carries (a safety net over every echoed value).
+MESSAGE_CHARS = 4000
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` for a message, cut to `limit` characters: 'aaaa…' …(N characters)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes, list, dict, tuple)) else len(text)
+    return f"{text[:limit]}…({size} characters)" if isinstance(value, (str, bytes)) else f"{text[:limit]}…"
+
+
+def cut(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text`, cut to `limit` characters with the length it had."""
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text)} characters)"
+
 
 class JupyterExtError(Exception):
     """Base of all errors we raise on purpose. `status` is the HTTP status it maps to."""
@@ -34,13 +53,15 @@ class JupyterExtError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body clients get: always `message`, plus whatever locates the problem."""
-        body: dict[str, Any] = {"message": self.message, "reason": self.reason}
+        body: dict[str, Any] = {"message": cut(self.message), "reason": self.reason}
         for key in ("field", "step", "cell"):
             value = getattr(self, key)
             if value is not None:
-                body[key] = value
+                body[key] = cut(value, SHOWN_CHARS) if isinstance(value, str) else value
         if self.details:
-            body["details"] = self.details
+            body["details"] = [
+                {**d, "message": cut(d["message"])} if isinstance(d.get("message"), str) else d for d in self.details
+            ]
         return body
 
 
@@ -61,6 +82,13 @@ class Conflict(JupyterExtError):
 class Forbidden(JupyterExtError):
     status = 403
     reason = "Forbidden"
+
+
+class TooLarge(JupyterExtError):
+    """A request body over the server's limit (refused before it is read)."""
+
+    status = 413
+    reason = "Payload Too Large"
 
 
 class BackendError(JupyterExtError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,11 @@ from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
+from tornado.http1connection import HTTP1Connection
 
 from . import __version__
-from .errors import Forbidden, JupyterExtError, NotFound, ValidationError
-from .models import Job, JobSpec, Status, Step, parse
+from .errors import Forbidden, JupyterExtError, NotFound, TooLarge, ValidationError, cut, shown
+from .models import MAX_DEPTH, Job, JobSpec, PlanSpec, Status, Step, depth_problem, parse
 
 if TYPE_CHECKING:
     from .app import JupyterExt
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 AUTH_RESOURCE = "jupyter_ext"
 API = "/jupyter-ext/api"
 CHUNK = 256 * 1024
+#: SQLite's largest integer: a seq or a limit above it cannot be asked for.
+MAX_INT = 2**63 - 1
 
 
 def iso(ts: float | None) -> str | None:
@@ -78,6 +82,52 @@ def job_view(job: dict[str, Any]) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def safe_job_view(job: dict[str, Any], log: Any) -> dict[str, Any] | None:
+    """`job_view`, for any stored row: a row that cannot be shown as it is (e.g. parameters nested
+    deeper than the API can serialize, stored before the edge refused them) is shown repaired, with
+    a log line; the row itself is kept. None only if not even its id can be shown."""
+    try:
+        return job_view(job)
+    except Exception as exc:  # noqa: BLE001 - any stored row must not break the list
+        log.warning("jupyter-ext: job %s cannot be shown as stored (%s); showing it repaired", job.get("id"), exc)
+    try:
+        return job_view(_repaired(job))
+    except Exception:  # noqa: BLE001
+        log.exception("jupyter-ext: job %s cannot be shown even repaired; left out of the answer", job.get("id"))
+        return None
+
+
+def _repaired(job: dict[str, Any]) -> dict[str, Any]:
+    """A stored job with what cannot be shown replaced by words saying so."""
+
+    def value(v: Any) -> Any:
+        problem = depth_problem(v, MAX_DEPTH)
+        return f"<not shown: {problem}>" if problem else v
+
+    def obj(v: Any) -> dict[str, Any] | None:
+        if v is None or (isinstance(v, dict) and not depth_problem(v, MAX_DEPTH)):
+            return v
+        return {"message": cut(str(v) if not isinstance(v, (dict, list)) else "<not shown>", 1000)}
+
+    out = dict(job)
+    params = job.get("parameters")
+    out["parameters"] = {str(k): value(v) for k, v in params.items()} if isinstance(params, dict) else {}
+    out["error"] = obj(job.get("error"))
+    steps = []
+    for s in job.get("steps") or []:
+        step = dict(s)
+        spec = step.get("spec")
+        step["spec"] = {k: value(v) for k, v in spec.items()} if isinstance(spec, dict) else {}
+        if depth_problem(step["spec"].get("reused_from"), MAX_DEPTH) or not isinstance(
+            step["spec"].get("reused_from"), (dict, type(None))
+        ):
+            step["spec"]["reused_from"] = None
+        step["error"] = obj(step.get("error"))
+        steps.append(step)
+    out["steps"] = steps
+    return out
+
+
 def owner_of(handler: JupyterHandler) -> str:
     """Whose jobs a request sees. Under JupyterHub each hub user; in a personal server, the
     account running it (jupyter-server's own user names are random per start)."""
@@ -92,7 +142,12 @@ def owner_of(handler: JupyterHandler) -> str:
     return local_user()
 
 
+@web.stream_request_body
 class _Base(APIHandler):
+    """Our routes. Bodies are streamed in (not buffered by tornado), so one over the limit is
+    refused with 413 from its Content-Length before any of it is read, and a chunked one stops
+    being kept once over it."""
+
     auth_resource = AUTH_RESOURCE
 
     @property
@@ -103,32 +158,75 @@ class _Base(APIHandler):
     def owner(self) -> str:
         return owner_of(self)
 
-    def body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"{}")
-        except ValueError as exc:
-            raise ValidationError(f"the request body is not valid JSON: {exc}") from None
+    def body_limit(self) -> tuple[int, str]:
+        """The most bytes a body of this route may have, and the option that sets it."""
+        return self.ext.max_request_bytes, "c.JupyterExt.max_request_bytes"
 
-    def int_arg(self, name: str, default: int, minimum: int = 0) -> int:
+    def too_large(self, size: int | None) -> TooLarge:
+        limit, option = self.body_limit()
+        what = f"{size:,} bytes" if size is not None else f"over {limit:,} bytes"
+        return TooLarge(f"the request body is {what}; this server accepts at most {limit:,} bytes here ({option})")
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._over = False
+        await super().prepare()
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.body_limit()[0]:
+            if self.current_user is None:
+                raise web.HTTPError(403)  # strangers learn nothing, not even the limit
+            raise self.too_large(int(length))
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._finished or self._over:
+            return  # refused already: the rest of the body is read and dropped
+        self._received += len(chunk)
+        if self._received > self.body_limit()[0]:
+            self._over, self._chunks = True, []
+            return
+        self._chunks.append(chunk)
+
+    def body(self) -> Any:
+        if self._over:
+            raise self.too_large(None)
+        raw = b"".join(self._chunks)
+        try:
+            return json.loads(raw or b"{}")
+        except RecursionError:
+            raise ValidationError("the request body is nested too deeply to read") from None
+        except ValueError as exc:
+            raise ValidationError(f"the request body is not valid JSON: {cut(str(exc), 200)}") from None
+
+    def int_arg(self, name: str, default: int, minimum: int = 0, maximum: int = MAX_INT) -> int:
         raw = self.get_argument(name, None)
         if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise ValidationError(f"{name}: {raw!r} is not a whole number", field=name) from None
+            raise ValidationError(f"{name}: {shown(raw)} is not a whole number", field=name) from None
         if value < minimum:
             raise ValidationError(f"{name}: must be {minimum} or more", field=name)
+        if value > maximum:
+            raise ValidationError(f"{name}: must be at most {maximum}", field=name)
         return value
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error of our routes is our JSON `Error` (jupyter-server's own 403/405 included:
+        its writer gives `"reason": null`)."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, JupyterExtError):
             self.set_status(exc.status, exc.reason)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(exc.to_dict()))
-            return
-        super().write_error(status_code, **kwargs)
+            body = exc.to_dict()
+        else:
+            reason = self._reason or "Error"
+            message = "Unhandled error" if status_code >= 500 else reason
+            if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            body = {"message": cut(message), "reason": reason}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, JupyterExtError):
@@ -160,7 +258,8 @@ class JobsHandler(_Base):
         """Your jobs, newest first."""
         limit = self.int_arg("limit", 200, 1)
         jobs = await self.ext.store.list_jobs(self.owner, limit=limit)
-        self.finish({"jobs": [job_view(j) for j in jobs]})
+        views = (safe_job_view(j, self.log) for j in jobs)
+        self.finish({"jobs": [v for v in views if v is not None]})
 
     @web.authenticated
     @authorized
@@ -181,7 +280,10 @@ class JobHandler(_Base):
     @authorized
     async def get(self, job_id: str) -> None:
         """One job with its steps."""
-        self.finish(job_view(await self.ext.store.get_job(job_id, self.owner)))
+        view = safe_job_view(await self.ext.store.get_job(job_id, self.owner), self.log)
+        if view is None:
+            raise NotFound(f"job {job_id!r} is stored but cannot be shown (see the server log)", field="id")
+        self.finish(view)
 
     @web.authenticated
     @authorized
@@ -192,10 +294,14 @@ class JobHandler(_Base):
         self.finish()
 
 
-@web.stream_request_body
 class UploadHandler(_Base):
     """`PUT uploads`: a file streamed to the server (e.g. a large `%%remote --in` value), answered
-    with an id a job spec can name (`"upload:<id>"`). Uploads are per user and used once."""
+    with an id a job spec can name (`"upload:<id>"`). Uploads are per user and used once. A body
+    over `c.JupyterExt.max_upload_bytes` is refused (413) from its Content-Length before it is
+    read, or as soon as a chunked one passes the limit; an empty one is refused (400)."""
+
+    def body_limit(self) -> tuple[int, str]:
+        return self.ext.max_upload_bytes, "c.JupyterExt.max_upload_bytes"
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
@@ -205,6 +311,10 @@ class UploadHandler(_Base):
         allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE))
         if not allowed:
             raise web.HTTPError(403)
+        # Our limit, not jupyter-server's max_body_size, decides (a chunked body is cut off there).
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.set_max_body_size(self.body_limit()[0] + 1)
         self.upload_id = uuid.uuid4().hex
         self.upload_path = self.ext.orchestrator.upload_path(self.owner, self.upload_id)
         self.upload_size = 0
@@ -216,21 +326,36 @@ class UploadHandler(_Base):
         self.upload_file = await asyncio.to_thread(open_file)
 
     async def data_received(self, chunk: bytes) -> None:
+        if self._over or not hasattr(self, "upload_file") or self.upload_file.closed:
+            return
         self.upload_size += len(chunk)
+        if self.upload_size > self.body_limit()[0]:
+            self._over = True
+            await asyncio.to_thread(self._discard)
+            return
         await asyncio.to_thread(self.upload_file.write, chunk)
+
+    def _discard(self) -> None:
+        if not self.upload_file.closed:
+            self.upload_file.close()
+        self.upload_path.unlink(missing_ok=True)
 
     @web.authenticated
     @authorized
     async def put(self) -> None:
         """Store the body; answer its upload id and size."""
+        if self._over:
+            raise self.too_large(None)
+        if self.upload_size == 0:
+            await asyncio.to_thread(self._discard)
+            raise ValidationError("the upload is empty; send the file's bytes as the request body")
         await asyncio.to_thread(self.upload_file.close)
         self.set_status(201)
         self.finish({"upload": self.upload_id, "size": self.upload_size})
 
     def on_connection_close(self) -> None:
         if hasattr(self, "upload_file") and not self.upload_file.closed:
-            self.upload_file.close()
-            self.upload_path.unlink(missing_ok=True)
+            self._discard()
 
 
 class CancelHandler(_Base):
@@ -248,7 +373,7 @@ class EventsHandler(_Base):
     async def get(self, job_id: str) -> None:
         """Events with seq > after (at most `limit`), and whether the job has no more to come."""
         after = self.int_arg("after", 0)
-        limit = min(self.int_arg("limit", 5000, 1), 20000)
+        limit = min(self.int_arg("limit", 5000, 1), 20000)  # more than 20000 reads as 20000
         job = await self.ext.store.get_job(job_id, self.owner)
         events = await self.ext.store.events(job_id, after, limit)
         last = events[-1]["seq"] if events else after
@@ -316,22 +441,10 @@ class PlanHandler(_Base):
     async def post(self) -> None:
         """How a notebook would run, without storing anything: its steps with their cells and
         resources, its parameters, and the problems that would refuse it (as `error`)."""
-        data = self.body()
-        if not isinstance(data, dict):
-            raise ValidationError('the request body must be a JSON object such as {"notebook": "a.ipynb"}')
-        unknown = sorted(set(data) - {"notebook", "backend"})
-        if unknown:
-            raise ValidationError(
-                f"{unknown[0]}: unknown field; send 'notebook' and optionally 'backend'", field=unknown[0]
-            )
-        relative = data.get("notebook")
-        if not isinstance(relative, str) or not relative.endswith(".ipynb"):
-            raise ValidationError(
-                "notebook: give the path of a notebook under the server root, e.g. 'examples/train.ipynb'",
-                field="notebook",
-            )
+        spec = parse(PlanSpec, self.body())
+        relative = spec.notebook
         orchestrator = self.ext.orchestrator
-        backend_name, _ = orchestrator.backend_named(data.get("backend"))
+        backend_name, _ = orchestrator.backend_named(spec.backend)
         self.finish(await asyncio.to_thread(_plan_view, orchestrator, relative, backend_name))
 
 
@@ -396,12 +509,12 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
             await self.ext.store.get_job(job_id, owner_of(self))
             raw = self.get_argument("after", "0")
             self.after = int(raw)
-            if self.after < 0:
+            if not 0 <= self.after <= MAX_INT:
                 raise ValueError(raw)
         except NotFound as exc:
             raise web.HTTPError(404, str(exc)) from None
         except ValueError:
-            raise web.HTTPError(400, "after: must be a whole number, 0 or more") from None
+            raise web.HTTPError(400, f"after: must be a whole number from 0 to {MAX_INT}") from None
         self.job_id = job_id
         res = super().get(job_id)
         if res is not None:
@@ -441,6 +554,9 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
                     return
         except websocket.WebSocketClosedError:
             pass
+        except Exception as exc:  # noqa: BLE001 - a stream that cannot go on says so and closes
+            self.log.exception("jupyter-ext: the event stream of job %s failed", self.job_id)
+            self.close(1011, cut(f"server error: {type(exc).__name__}", 100))
 
     def on_message(self, message: str | bytes) -> None:
         """Clients only listen; anything they send is ignored."""
@@ -450,6 +566,24 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
             self.ext.orchestrator.hub.unsubscribe(self.job_id, self.queue)
         if hasattr(self, "pump"):
             self.pump.cancel()
+
+
+class NoRouteHandler(_Base):
+    """Anything else under our prefix: our JSON 404 (authenticated like every route), not
+    jupyter-server's HTML page. A job id outside the id pattern is answered as a job not found."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str | None = None) -> None:
+        path = path or ""
+        job = re.fullmatch(r"jobs/([^/]+)(/.*)?", path)
+        if job:
+            raise NotFound(
+                f"no job {shown(job.group(1), 80)}; job ids are 1 to 64 letters, digits, '_' or '-'", field="id"
+            )
+        raise NotFound(f"no route {shown('/' + path, 120)} under {API}; the API is described in openapi.yaml")
+
+    post = put = delete = patch = get
 
 
 _JOB = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
@@ -465,4 +599,5 @@ handlers: list[tuple[str, type]] = [
     (rf"{API}/jobs/{_JOB}/events/stream", EventStreamHandler),
     (rf"{API}/jobs/{_JOB}/artifacts", ArtifactsHandler),
     (rf"{API}/jobs/{_JOB}/artifacts/(?P<name>.+)", ArtifactHandler),
+    (rf"{API}(?:/(?P<path>.*))?", NoRouteHandler),  # last: what no route above takes
 ]

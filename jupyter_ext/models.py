@@ -7,17 +7,29 @@ a valid value looks like. Inside the server, records travel as these models or p
 
 from __future__ import annotations
 
+import json
+import keyword
 import re
+import types
+import typing
 from enum import Enum
 from typing import Any, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import quantity
-from .errors import ValidationError
+from .errors import ValidationError, shown
 
 EVENT_VERSION = 1
+
+#: Bounds on what a request may carry, checked at the edge (a clear 400 naming the field, not a
+#: 500 later or minutes spent injecting a parameter).
+MAX_DEPTH = 32  # nesting of a parameter value (lists/objects inside each other)
+MAX_PARAMETER_VALUES = 100_000  # numbers, strings, lists and objects in one parameter, all levels
+MAX_PARAMETERS_BYTES = 1_000_000  # all parameters together, as JSON
+MAX_PATH_CHARS = 1024  # a notebook path or cell.workdir, relative to the server root
+MAX_NAME_BYTES = 255  # one folder or file name of such a path (the filesystem's limit)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +50,62 @@ class Status(str, Enum):
 
 
 TERMINAL = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.not_run})
+
+
+def check_path(value: str, field: str) -> str:
+    """A path a client sends (notebook, cell.workdir): refuse what no filesystem could open, before
+    the server tries (a NUL byte, a name over 255 bytes, a path over 1024 characters)."""
+    if "\x00" in value:
+        raise ValueError("the path contains a NUL character")
+    if len(value) > MAX_PATH_CHARS:
+        raise ValueError(f"the path is {len(value)} characters long; at most {MAX_PATH_CHARS} are accepted")
+    for name in re.split(r"[/\\]", value):
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise ValueError(f"the name {shown(name, 60)} is longer than {MAX_NAME_BYTES} bytes")
+    return value
+
+
+def check_variable_name(name: object, what: str) -> None:
+    """A name a notebook can assign (`name = value`): an identifier and not a keyword."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{what} {shown(name, 60)} is not a Python identifier (letters, digits, _)")
+    if keyword.iskeyword(name):
+        raise ValueError(f"{what} {name!r} is a Python keyword; a notebook cannot assign it (use e.g. {name + '_'!r})")
+
+
+def depth_problem(value: Any, limit: int, max_values: int | None = None) -> str | None:
+    """Why `value` (JSON-like) is too deep or too big, else None; iterative, so any input is safe."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if max_values is not None and count > max_values:
+            return f"it holds more than {max_values:,} values; at most {max_values:,} are accepted"
+        if isinstance(item, (list, tuple, set, frozenset, dict)):
+            if depth >= limit:
+                return f"it is nested more than {limit} levels deep; at most {limit} are accepted"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def check_parameters(parameters: dict[str, Any]) -> None:
+    """Parameter names a notebook can assign, values papermill can inject in reasonable time."""
+    total = 0
+    for name, value in parameters.items():
+        field = f"parameters.{name}" if isinstance(name, str) else "parameters"
+        try:
+            check_variable_name(name, "parameter name")
+        except ValueError as exc:
+            raise ValidationError(f"{field}: {exc}", field=field) from None
+        problem = depth_problem(value, MAX_DEPTH, MAX_PARAMETER_VALUES)
+        if problem is None:
+            total += len(json.dumps(value, default=repr))
+            if total > MAX_PARAMETERS_BYTES:
+                problem = f"the parameters are over {MAX_PARAMETERS_BYTES:,} bytes as JSON; at most that is accepted"
+        if problem:
+            raise ValidationError(f"{field}: {problem} (hand large data to a notebook as a file instead)", field=field)
 
 
 class _Strict(BaseModel):
@@ -80,7 +148,7 @@ class Resources(_Strict):
         if v is None:
             return None
         if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
-            raise ValueError(f"{v!r} is not an image reference; use e.g. 'python:3.11-slim'")
+            raise ValueError(f"{shown(v)} is not an image reference; use e.g. 'python:3.11-slim'")
         return v.strip()
 
     def memory_bytes(self) -> int | None:
@@ -140,19 +208,20 @@ class CellSpec(_Strict):
     @classmethod
     def _names(cls, v: Any) -> Any:
         for name in v:
-            if not name.isidentifier():
-                raise ValueError(f"{name!r} is not a variable name")
+            check_variable_name(name, "variable name")
         return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str) -> str:
+        return check_path(v, "cell.workdir")
 
 
 class JobSpec(_Strict):
     """What a client submits: `POST /jupyter-ext/api/jobs` (a notebook, or one cell)."""
 
-    # `cell` comes first so that `notebook`'s validator sees it (exactly one of the two is given).
     cell: CellSpec | None = Field(None, description="Instead of a notebook: one cell with its inputs")
-    notebook: str | None = Field(
-        None, validate_default=True, description="Path of the notebook, relative to the server root"
-    )
+    notebook: str | None = Field(None, description="Path of the notebook, relative to the server root")
     parameters: dict[str, Any] = Field(default_factory=dict)
     backend: str | None = None
     name: str | None = Field(None, max_length=200)
@@ -171,35 +240,37 @@ class JobSpec(_Strict):
 
     @field_validator("notebook")
     @classmethod
-    def _notebook(cls, v: str | None, info: ValidationInfo) -> str | None:
-        has_cell = info.data.get("cell") is not None
-        if v is None:
-            if has_cell:
-                return None
-            raise ValueError("this field is required: a path under the server root, e.g. 'examples/train.ipynb'")
-        if has_cell:
-            raise ValueError("give either notebook or cell, not both")
-        if not v:
-            raise ValueError("give the path of a notebook under the server root, e.g. 'examples/train.ipynb'")
-        if "\x00" in v:
-            raise ValueError("the path contains a NUL character")
-        if not v.endswith(".ipynb"):
-            raise ValueError(f"{v!r} is not a notebook; give a path ending in .ipynb")
-        return v
+    def _notebook(cls, v: str | None) -> str | None:
+        return None if v is None else notebook_path(v)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> JobSpec:
+        # After the fields: a bad `cell` is reported as itself, not also as a missing notebook.
+        if self.notebook is None and self.cell is None:
+            message = "this field is required: a path under the server root, e.g. 'examples/train.ipynb'"
+            raise ValidationError(
+                f"notebook: {message}", field="notebook", details=[{"field": "notebook", "message": message}]
+            )
+        if self.notebook is not None and self.cell is not None:
+            message = "give either notebook or cell, not both"
+            raise ValidationError(
+                f"notebook: {message}", field="notebook", details=[{"field": "notebook", "message": message}]
+            )
+        return self
 
     @field_validator("parameters")
     @classmethod
     def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for key in v:
-            if not key.isidentifier():
-                raise ValueError(f"parameter name {key!r} is not a Python identifier")
+        check_parameters(v)
         return v
 
     @field_validator("kernel")
     @classmethod
     def _kernel(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", v):
-            raise ValueError(f"{v!r} is not a kernel name; use a name `jupyter kernelspec list` shows, e.g. 'python3'")
+            raise ValueError(
+                f"{shown(v)} is not a kernel name; use a name `jupyter kernelspec list` shows, e.g. 'python3'"
+            )
         return v
 
     @field_validator("timeout", mode="before")
@@ -211,6 +282,28 @@ class JobSpec(_Strict):
     @classmethod
     def _retries(cls, v: object) -> int | None:
         return None if v is None else _bare(quantity.parse_retries, v, "retries")
+
+
+def notebook_path(v: str) -> str:
+    """The `notebook` of `POST jobs` and `POST plan` (spaces around it already stripped)."""
+    if not v:
+        raise ValueError("give the path of a notebook under the server root, e.g. 'examples/train.ipynb'")
+    check_path(v, "notebook")
+    if not v.endswith(".ipynb"):
+        raise ValueError(f"{shown(v)} is not a notebook; give a path ending in .ipynb")
+    return v
+
+
+class PlanSpec(_Strict):
+    """What `POST /jupyter-ext/api/plan` takes: a notebook and optionally the backend to check."""
+
+    notebook: str = Field(..., description="Path of the notebook, relative to the server root")
+    backend: str | None = None
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, v: str) -> str:
+        return notebook_path(v)
 
 
 class Step(BaseModel):
@@ -278,6 +371,23 @@ def _loc(err: Any, prefix: str) -> str:
     return f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
 
 
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model whose field `loc` names (`("resources",)` of JobSpec -> Resources): the fields an
+    unknown key there is told about."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return model
+        candidates = [field.annotation]
+        if typing.get_origin(field.annotation) in (typing.Union, types.UnionType):
+            candidates = list(typing.get_args(field.annotation))
+        inner = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
 def parse(model: type[M], data: object, where: str = "") -> M:
     """Validate `data` as `model`, raising ValidationError whose message names each bad field."""
     if not isinstance(data, dict):
@@ -293,7 +403,7 @@ def parse(model: type[M], data: object, where: str = "") -> M:
             msg = str(err.get("msg", "invalid"))
             msg = msg.removeprefix("Value error, ")
             if err.get("type") == "extra_forbidden":
-                allowed = ", ".join(sorted(model.model_fields))
+                allowed = ", ".join(sorted(_model_at(model, err.get("loc", ())[:-1]).model_fields))
                 msg = f"unknown field; allowed fields are {allowed}"
             elif err.get("type") == "missing":
                 msg = "this field is required"

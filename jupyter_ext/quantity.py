@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from .errors import ValidationError
+from .errors import ValidationError, shown
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -36,10 +36,10 @@ _MAX_BYTES = 2**70
 
 def _quantity(value: object, field: str, example: str) -> Decimal:
     if isinstance(value, bool):
-        raise ValidationError(f"{field}: expected a quantity such as {example!r}, got {value!r}", field=field)
+        raise ValidationError(f"{field}: expected a quantity such as {example!r}, got {shown(value)}", field=field)
     if isinstance(value, int | float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValidationError(f"{field}: {value!r} is not a number; use e.g. {example!r}", field=field)
+            raise ValidationError(f"{field}: {shown(value)} is not a number; use e.g. {example!r}", field=field)
         text = repr(value) if isinstance(value, float) else str(value)
     elif isinstance(value, str):
         text = value
@@ -48,11 +48,13 @@ def _quantity(value: object, field: str, example: str) -> Decimal:
             f"{field}: expected a quantity such as {example!r}, got {type(value).__name__}", field=field
         )
     if text.strip().startswith("-"):
-        raise ValidationError(f"{field}: {text!r} is negative; use a positive value such as {example!r}", field=field)
+        raise ValidationError(
+            f"{field}: {shown(text)} is negative; use a positive value such as {example!r}", field=field
+        )
     match = _QUANTITY.match(text)
     if not match:
         raise ValidationError(
-            f"{field}: {text!r} is not a Kubernetes quantity; use e.g. {example!r} "
+            f"{field}: {shown(text)} is not a Kubernetes quantity; use e.g. {example!r} "
             "(suffixes Ki, Mi, Gi, Ti or k, M, G, T, or m for thousandths)",
             field=field,
         )
@@ -60,7 +62,7 @@ def _quantity(value: object, field: str, example: str) -> Decimal:
     try:
         amount = Decimal(number)
     except InvalidOperation:  # pragma: no cover - the regex only admits decimals
-        raise ValidationError(f"{field}: {text!r} is not a number", field=field) from None
+        raise ValidationError(f"{field}: {shown(text)} is not a number", field=field) from None
     scale = Decimal(_BINARY[suffix]) if suffix in _BINARY else _DECIMAL[suffix]
     return amount * scale
 
@@ -69,9 +71,9 @@ def parse_memory(value: object, field: str = "memory") -> int:
     """'16Gi' -> 17179869184 bytes. Fractions of a byte round up."""
     amount = _quantity(value, field, "16Gi")
     if amount <= 0:
-        raise ValidationError(f"{field}: {value!r} must be more than zero; use e.g. '16Gi'", field=field)
+        raise ValidationError(f"{field}: {shown(value)} must be more than zero; use e.g. '16Gi'", field=field)
     if amount > _MAX_BYTES:
-        raise ValidationError(f"{field}: {value!r} is larger than any machine; use e.g. '16Gi'", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is larger than any machine; use e.g. '16Gi'", field=field)
     whole = int(amount.to_integral_value(rounding="ROUND_CEILING"))
     return whole
 
@@ -80,18 +82,18 @@ def parse_cpu(value: object, field: str = "cpu") -> float:
     """'500m' -> 0.5 cores, '4' -> 4.0. Kubernetes allows at most millicore precision."""
     amount = _quantity(value, field, "4")
     if amount <= 0:
-        raise ValidationError(f"{field}: {value!r} must be more than zero; use e.g. '4' or '500m'", field=field)
+        raise ValidationError(f"{field}: {shown(value)} must be more than zero; use e.g. '4' or '500m'", field=field)
     if amount > 100000:
-        raise ValidationError(f"{field}: {value!r} is more cores than any machine has; use e.g. '4'", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is more cores than any machine has; use e.g. '4'", field=field)
     if amount * 1000 != (amount * 1000).to_integral_value():
-        raise ValidationError(f"{field}: {value!r} is finer than a millicore; use e.g. '500m'", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is finer than a millicore; use e.g. '500m'", field=field)
     return float(amount)
 
 
 def parse_gpu(value: object, field: str = "gpu") -> int:
     """A whole, non-negative number of GPUs."""
     if isinstance(value, bool):
-        raise ValidationError(f"{field}: expected a whole number of GPUs such as 2, got {value!r}", field=field)
+        raise ValidationError(f"{field}: expected a whole number of GPUs such as 2, got {shown(value)}", field=field)
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,8}\s*", value):
@@ -99,23 +101,23 @@ def parse_gpu(value: object, field: str = "gpu") -> int:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
-        raise ValidationError(f"{field}: {value!r} is not a whole number of GPUs; use e.g. 2", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is not a whole number of GPUs; use e.g. 2", field=field)
     if number < 0:
-        raise ValidationError(f"{field}: {value!r} is negative; use 0 or more GPUs", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is negative; use 0 or more GPUs", field=field)
     if number > 1024:
-        raise ValidationError(f"{field}: {value!r} GPUs is more than any node has", field=field)
+        raise ValidationError(f"{field}: {shown(value)} GPUs is more than any node has", field=field)
     return number
 
 
 def parse_duration(value: object, field: str = "timeout") -> float:
     """'2h', '90m', '1h30m', '45s', or a number of seconds -> seconds (> 0)."""
     if isinstance(value, bool):
-        raise ValidationError(f"{field}: expected a duration such as '2h' or '90m', got {value!r}", field=field)
+        raise ValidationError(f"{field}: expected a duration such as '2h' or '90m', got {shown(value)}", field=field)
     if isinstance(value, int | float):
         try:
             seconds = float(value)
         except OverflowError:
-            raise ValidationError(f"{field}: {value!r} must be between 1s and 366d", field=field) from None
+            raise ValidationError(f"{field}: {shown(value)} must be between 1s and 366d", field=field) from None
     elif isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
@@ -124,13 +126,13 @@ def parse_duration(value: object, field: str = "timeout") -> float:
             parts = _DURATION.findall(text)
             if not parts or _DURATION.sub("", text).strip():
                 raise ValidationError(
-                    f"{field}: {value!r} is not a duration; use e.g. '2h', '90m', '1h30m' or '45s'", field=field
+                    f"{field}: {shown(value)} is not a duration; use e.g. '2h', '90m', '1h30m' or '45s'", field=field
                 )
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     else:
         raise ValidationError(f"{field}: expected a duration such as '2h', got {type(value).__name__}", field=field)
     if not seconds > 0 or seconds > 366 * 86400:
-        raise ValidationError(f"{field}: {value!r} must be between 1s and 366d", field=field)
+        raise ValidationError(f"{field}: {shown(value)} must be between 1s and 366d", field=field)
     return seconds
 
 
@@ -139,12 +141,12 @@ def parse_retries(value: object, field: str = "retries") -> int:
     if isinstance(value, bool) or not (
         isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,8}\s*", value))
     ):
-        raise ValidationError(f"{field}: {value!r} is not a whole number of retries; use e.g. 2", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is not a whole number of retries; use e.g. 2", field=field)
     number = int(value)
     if number < 0:
-        raise ValidationError(f"{field}: {value!r} is not a whole number of retries; use 0 or more", field=field)
+        raise ValidationError(f"{field}: {shown(value)} is not a whole number of retries; use 0 or more", field=field)
     if number > 100:
-        raise ValidationError(f"{field}: {value!r} retries is too many; use at most 100", field=field)
+        raise ValidationError(f"{field}: {shown(value)} retries is too many; use at most 100", field=field)
     return number
 
 

@@ -108,7 +108,7 @@ async def test_plan_refuses_bad_requests_like_submit_does(api: Any, notebooks: P
     for body, status, text in [
         ({"notebook": "../outside.ipynb"}, 400, "leaves the server root"),
         ({"notebook": "missing.ipynb"}, 404, "does not exist"),
-        ({"notebook": "quick.txt"}, 400, "notebook: give the path"),
+        ({"notebook": "quick.txt"}, 400, "notebook: 'quick.txt' is not a notebook; give a path ending in .ipynb"),
         ({"notebook": "quick.ipynb", "backend": "mars"}, 400, "'mars' is not configured"),
         ({"notebook": "quick.ipynb", "cells": []}, 400, "cells: unknown field"),
     ]:
