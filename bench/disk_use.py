@@ -71,6 +71,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for job_id in ids[1:]:
             await orch.delete(job_id, "bench")
         after = db_sizes(data / "jobs.db")
+        reclaimed = await store.reclaim() if hasattr(store, "reclaim") else None  # what the server's upkeep does
         left = sum(1 for p in (data / "jobs").iterdir()) if (data / "jobs").is_dir() else 0
     finally:
         await orch.stop()
@@ -85,6 +86,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "artifacts_listed": [a["name"] for a in artifacts],
         "before_delete": before,
         "after_deleting_all_but_one": after,
+        "after_reclaim": reclaimed,
         "job_folders_left": left,
         "work": str(work),
     }

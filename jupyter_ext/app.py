@@ -18,13 +18,15 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Integer, List, Type, Unicode, default
+from traitlets import Dict, Float, Integer, List, TraitError, Type, Unicode, default, validate
 
 from .backends.base import Backend
 from .backends.kubernetes import KubernetesBackend
 from .backends.local import LocalBackend
+from .errors import ValidationError
 from .handlers import handlers
 from .orchestrator import Orchestrator
+from .retention import keep_jobs_setting
 from .store import AsyncStore, Store
 
 
@@ -72,6 +74,34 @@ class JupyterExt(ExtensionApp):
     @default("db_path")
     def _default_db_path(self) -> str:
         return str(Path(self.data_dir) / "jobs.db")
+
+    keep_jobs = Dict(
+        help="Retention of finished jobs (off by default: every job is kept until deleted). "
+        '{"age": "30d"} deletes finished jobs that ended more than 30 days ago, {"count": 200} all but '
+        "each user's 200 newest finished jobs; both together apply both. Deleted with their events, "
+        "artifacts and step folders, every cleanup_interval. Queued and running jobs are never deleted. "
+        "`jupyter-ext prune` does the same on demand.",
+    ).tag(config=True)
+
+    @validate("keep_jobs")
+    def _check_keep_jobs(self, proposal: Any) -> dict[str, Any]:
+        try:
+            keep_jobs_setting(proposal["value"])
+        except ValidationError as exc:
+            raise TraitError(f"JupyterExt.{exc.message}") from None
+        return dict(proposal["value"])
+
+    upload_ttl = Float(
+        86400.0,
+        help="Seconds an upload (`PUT uploads`, the %%remote magic's large inputs) is kept for a job to "
+        "take it; one no job took by then is deleted (checked every cleanup_interval). 0 keeps them.",
+    ).tag(config=True)
+
+    cleanup_interval = Float(
+        3600.0,
+        help="Seconds between rounds of upkeep: keep_jobs, expired uploads, and giving the job "
+        "database's free space back (incremental vacuum, WAL checkpoint). The first round runs at start.",
+    ).tag(config=True)
 
     backend_classes = Dict(
         default_value={"local": LocalBackend, "kubernetes": KubernetesBackend},
@@ -123,6 +153,9 @@ class JupyterExt(ExtensionApp):
             root_dir=self.serverapp.root_dir,
             data_dir=self.data_dir,
             allow_hidden=bool(getattr(contents, "allow_hidden", False)),
+            keep_jobs=keep_jobs_setting(self.keep_jobs),
+            upload_ttl=self.upload_ttl or None,
+            cleanup_interval=max(0.01, self.cleanup_interval),
         )
         self.settings["jupyter_ext"] = self
         self.log.info("jupyter-ext: jobs in %s, backends %s", self.data_dir, ", ".join(sorted(self.backends)))

@@ -5,13 +5,15 @@
     jupyter-ext logs -f JOB
     jupyter-ext cancel JOB
     jupyter-ext artifacts JOB -o results/
+    jupyter-ext rm JOB...
+    jupyter-ext prune --older-than 30d
 
 With a jupyter-ext server running (JupyterLab with the extension) the CLI talks to it, so
 jobs show in the Lab panel; otherwise it runs jobs in this process, with the backends and
 configuration a server would have (jupyter_server_config.py in the Jupyter config path,
 JUPYTER_EXT_* defaults), keeping them in the same job database. `run --detach` without a
 server hands the job to a background process that outlives the command. `ls`, `logs`,
-`cancel` and `artifacts` read the job database directly and start nothing.
+`cancel`, `artifacts`, `status`, `rm` and `prune` use the job database directly and start nothing.
 
 Cells are named as JupyterLab numbers them: "cell 3" is the third cell of the notebook.
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import JupyterExtError, NotFound, ValidationError
+from .errors import Conflict, JupyterExtError, NotFound, ValidationError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -274,6 +276,16 @@ class InProcess:
                         await backend.stop()
         return job_view(await self.store.get_job(job_id))
 
+    async def delete(self, job_id: str) -> None:
+        await self.orchestrator.delete(job_id, self.user)
+
+    async def prune(self, older_than: str | None, keep: int | None, dry_run: bool = False) -> list[str]:
+        from .retention import parse_age
+
+        age = parse_age(older_than) if older_than is not None else None
+        deleted: list[str] = await self.orchestrator.prune(self.user, older_than=age, keep=keep, dry_run=dry_run)
+        return deleted
+
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         await self.store.get_job(job_id, self.user)
         return [{k: a[k] for k in ("name", "step", "size", "mime")} for a in await self.store.artifacts(job_id)]
@@ -281,7 +293,10 @@ class InProcess:
     async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
         import shutil
 
+        from . import executed_html
+
         artifact = await self.store.artifact(job_id, name)
+        await executed_html.ensure(self.store, job_id, artifact)  # an HTML copy is made when first asked for
         await asyncio.to_thread(shutil.copyfile, artifact["path"], target)
         if progress is not None:
             progress(artifact["size"])
@@ -518,7 +533,7 @@ async def cmd_ls(args: argparse.Namespace) -> int:
             (
                 j["id"],
                 j["name"][:30],
-                j["status"],
+                _status(j),
                 j["backend"],
                 f"{done}/{len(j['steps'])}",
                 j["created"][:19].replace("T", " "),
@@ -528,6 +543,73 @@ async def cmd_ls(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _status(job_or_step: dict[str, Any]) -> str:
+    """'queued (3rd in line)' while waiting for a slot, else the status."""
+    place = job_or_step.get("queue_position")
+    if job_or_step["status"] != "queued" or not place:
+        return str(job_or_step["status"])
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"queued ({place}{suffix} in line)"
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    session = await open_session(args)
+    try:
+        job = await session.job(args.job)
+    finally:
+        await close_session(session)
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return 0
+    print(f"job {job['id']} ({job['name']}) on {job['backend']}: {_status(job)}, {_duration(job)}")
+    if job.get("error") and job["status"] != "succeeded":
+        print(f"  {job['error'].get('message', '')}")
+    rows = [("STEP", "STATUS", "ATTEMPT", "DURATION")]
+    for s in job["steps"]:
+        rows.append((s["name"], _status(s), str(s["attempt"]), _duration(s)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+async def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete finished jobs with their files; a queued or running one is refused (cancel it first)."""
+    session = await open_session(args)
+    refused = 0
+    try:
+        for job_id in args.jobs:
+            try:
+                await session.delete(job_id)
+            except (Conflict, NotFound) as exc:
+                refused += 1
+                print(f"jupyter-ext: {exc}", file=sys.stderr)
+                continue
+            print(f"deleted job {job_id}")
+    finally:
+        await close_session(session)
+    return 1 if refused else 0
+
+
+async def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete your finished jobs older than --older-than and/or after your --keep newest ones."""
+    from .retention import parse_age
+
+    if args.older_than is None and args.keep is None:
+        raise ValidationError("prune: give --older-than (e.g. 30d) and/or --keep N")
+    if args.older_than is not None:
+        parse_age(args.older_than, "--older-than")  # said here, before anything is asked of a server
+    session = await open_session(args)
+    try:
+        deleted = await session.prune(args.older_than, args.keep, args.dry_run)
+    finally:
+        await close_session(session)
+    verb = "would delete" if args.dry_run else "deleted"
+    n = len(deleted)
+    print(f"{verb} {n} finished job{'s' if n != 1 else ''}{': ' if deleted else ''}{' '.join(deleted)}")
     return 0
 
 
@@ -611,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"jupyter-ext {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,ls,logs,cancel,artifacts}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,ls,status,logs,cancel,artifacts,rm,prune}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--local", action="store_true", help="do not look for a running server; use this process")
@@ -675,6 +757,24 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument("-o", "--output", help="folder to download into")
     common(arts)
     arts.set_defaults(fn=cmd_artifacts)
+
+    status = sub.add_parser("status", help="a job's status and its steps' (with their place in line while queued)")
+    status.add_argument("job")
+    status.add_argument("--json", action="store_true")
+    common(status)
+    status.set_defaults(fn=cmd_status)
+
+    rm = sub.add_parser("rm", help="delete finished jobs with their events, artifacts and files")
+    rm.add_argument("jobs", nargs="+", metavar="JOB")
+    common(rm)
+    rm.set_defaults(fn=cmd_rm)
+
+    prune = sub.add_parser("prune", help="delete your old finished jobs (queued and running ones stay)")
+    prune.add_argument("--older-than", dest="older_than", metavar="AGE", help="ended more than AGE ago: 30d, 2w, 12h")
+    prune.add_argument("--keep", type=int, metavar="N", help="keep only your N newest finished jobs")
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
+    common(prune)
+    prune.set_defaults(fn=cmd_prune)
     return parser
 
 

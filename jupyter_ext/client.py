@@ -92,6 +92,13 @@ class ServerClient:
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self.request("POST", f"jobs/{quote(job_id)}/cancel")
 
+    async def delete(self, job_id: str) -> None:
+        await self.request("DELETE", f"jobs/{quote(job_id)}")
+
+    async def prune(self, older_than: str | None, keep: int | None, dry_run: bool = False) -> list[str]:
+        body = {"older_than": older_than, "keep": keep, "dry_run": dry_run}
+        return list((await self.request("POST", "jobs/prune", body))["deleted"])
+
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         return (await self.request("GET", f"jobs/{quote(job_id)}/artifacts"))["artifacts"]
 

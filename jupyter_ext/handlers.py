@@ -23,7 +23,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 from tornado.http1connection import HTTP1Connection
 
-from . import __version__
+from . import __version__, executed_html
 from .errors import Forbidden, JupyterExtError, NotFound, TooLarge, ValidationError, cut, shown
 from .models import MAX_DEPTH, Job, JobSpec, PlanSpec, Status, Step, depth_problem, parse
 
@@ -62,9 +62,11 @@ def job_view(job: dict[str, Any]) -> dict[str, Any]:
             exit_code=s["exit_code"],
             error=s["error"],
             reused_from=s["spec"].get("reused_from"),
+            queue_position=s.get("queue_position") if s["status"] == "queued" else None,
         )
         for s in job["steps"]
     ]
+    waiting = [s.queue_position for s in steps if s.queue_position is not None]
     return Job(
         id=job["id"],
         name=job["name"],
@@ -78,6 +80,7 @@ def job_view(job: dict[str, Any]) -> dict[str, Any]:
         finished=iso(job["finished"]),
         error=job["error"],
         last_seq=job["last_seq"],
+        queue_position=min(waiting, default=None),
         steps=steps,
     ).model_dump(mode="json")
 
@@ -294,6 +297,33 @@ class JobHandler(_Base):
         self.finish()
 
 
+class PruneHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Delete your finished jobs older than `older_than` and/or after your `keep` newest ones
+        (`jupyter-ext prune`); queued and running jobs are never deleted."""
+        from .retention import parse_age, parse_keep
+
+        data = self.body()
+        if not isinstance(data, dict):
+            raise ValidationError('the request body must be a JSON object such as {"older_than": "30d"}')
+        unknown = sorted(set(data) - {"older_than", "keep", "dry_run"})
+        if unknown:
+            raise ValidationError(
+                f"{unknown[0][:100]}: unknown field; send older_than and/or keep (and dry_run)", field=unknown[0][:100]
+            )
+        older_than = parse_age(data["older_than"]) if "older_than" in data else None
+        keep = parse_keep(data["keep"]) if "keep" in data else None
+        if older_than is None and keep is None:
+            raise ValidationError("give older_than (e.g. '30d') and/or keep (a number of jobs)", field="older_than")
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ValidationError("dry_run: true or false", field="dry_run")
+        deleted = await self.ext.orchestrator.prune(self.owner, older_than=older_than, keep=keep, dry_run=dry_run)
+        self.finish({"deleted": deleted, "dry_run": dry_run})
+
+
 class UploadHandler(_Base):
     """`PUT uploads`: a file streamed to the server (e.g. a large `%%remote --in` value), answered
     with an id a job spec can name (`"upload:<id>"`). Uploads are per user and used once. A body
@@ -415,6 +445,7 @@ class ArtifactHandler(_Base):
         )
         disposition = "inline" if inline else "attachment"
         self.set_header("Content-Disposition", f'{disposition}; filename="{name}"')
+        await executed_html.ensure(self.ext.store, job_id, artifact)  # an HTML copy is made when first asked for
         try:
             handle = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
@@ -593,6 +624,7 @@ handlers: list[tuple[str, type]] = [
     (rf"{API}/jobs", JobsHandler),
     (rf"{API}/plan", PlanHandler),
     (rf"{API}/uploads", UploadHandler),
+    (rf"{API}/jobs/prune", PruneHandler),  # before jobs/{id}: no job id is 'prune'
     (rf"{API}/jobs/{_JOB}", JobHandler),
     (rf"{API}/jobs/{_JOB}/cancel", CancelHandler),
     (rf"{API}/jobs/{_JOB}/events", EventsHandler),

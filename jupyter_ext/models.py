@@ -324,6 +324,9 @@ class Step(BaseModel):
     reused_from: dict[str, Any] | None = Field(
         None, description="On a re-run: {job, attempt} of the earlier job whose result this step reuses"
     )
+    queue_position: int | None = Field(
+        None, description="While queued waiting for a slot on its backend: its place in line (1: next)"
+    )
 
 
 class Job(BaseModel):
@@ -341,6 +344,7 @@ class Job(BaseModel):
     finished: str | None = None
     error: dict[str, Any] | None = None
     last_seq: int = 0
+    queue_position: int | None = Field(None, description="The best queue_position of its steps waiting for a slot")
     steps: list[Step] = Field(default_factory=list)
 
 

@@ -30,13 +30,14 @@ import nbformat
 
 from .backends.base import Backend, Outcome, StepLaunch
 from .backends.local import LocalBackend
-from .errors import NotFound, ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .events import EventHub
 from .models import TERMINAL, JobSpec, Resources, Status, StepSpec
 from .notebook import plan_notebook, slice_step
 from .notebook.handoff import handoff_load_source, handoff_save_source
 from .notebook.parameters import check_parameters
 from .notebook.tags import cell_label
+from .retention import expire_uploads, to_prune
 from .store import AsyncStore, new_job_id
 
 log = logging.getLogger("jupyter_ext")
@@ -58,6 +59,9 @@ class Orchestrator:
         root_dir: str | Path,
         data_dir: str | Path,
         allow_hidden: bool = False,
+        keep_jobs: tuple[float | None, int | None] = (None, None),
+        upload_ttl: float | None = None,
+        cleanup_interval: float = 3600.0,
     ) -> None:
         self.store = store
         self.backends = backends
@@ -65,21 +69,35 @@ class Orchestrator:
         self.root_dir = Path(root_dir).resolve()
         self.data_dir = Path(data_dir)
         self.allow_hidden = allow_hidden
+        self.keep_jobs = keep_jobs  # (age in seconds, count per user); (None, None): keep every job
+        self.upload_ttl = upload_ttl
+        self.cleanup_interval = cleanup_interval
         self.hub = EventHub()
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
         self._stopping = False
+        self._cleaner: asyncio.Task[None] | None = None
+        self._positions: dict[tuple[str, str], int] = {}  # queue positions last written to the store
+        self._queue_flush: asyncio.Task[None] | None = None
+        self._queue_dirty = False
+        for backend in backends.values():
+            backend.on_queue_change = self._queue_changed
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         for backend in self.backends.values():
             await backend.start()
         await self.reconcile()
+        self._cleaner = asyncio.create_task(self._clean_periodically(), name="jupyter-ext cleanup")
 
     async def stop(self) -> None:
         """Stop driving jobs. Their steps keep running; the next start adopts them."""
         self._stopping = True
+        for task in (self._cleaner, self._queue_flush):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         drivers = list(self._drivers.values())
         for task in drivers:
             task.cancel()
@@ -446,8 +464,85 @@ class Orchestrator:
         return await self.store.get_job(job_id)
 
     async def delete(self, job_id: str, user: str | None) -> None:
+        """Delete a finished job of `user` (None: anyone's) with its events, artifacts and folder
+        (step notebooks, attempts, executed notebooks); Conflict for a queued or running job."""
         await self.store.delete_job(job_id, user)
         await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+
+    async def prune(
+        self,
+        user: str | None,
+        *,
+        older_than: float | None = None,
+        keep: int | None = None,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Delete `user`'s (None: every user's) finished jobs that ended more than `older_than`
+        seconds ago or come after their `keep` newest finished jobs (retention.to_prune), then
+        give the database space back. Answers the ids deleted (with `dry_run`: would delete)."""
+        finished = await self.store.finished_jobs(user)
+        unfinished = await self.store.list_jobs(user, limit=1_000_000, statuses=["queued", "running"])
+        reused = {(s["spec"].get("reused_from") or {}).get("job") for j in unfinished for s in j["steps"]} - {None}
+        chosen = to_prune(finished, older_than=older_than, keep=keep, protected={str(r) for r in reused})
+        if dry_run:
+            return chosen
+        deleted = []
+        for job_id in chosen:
+            try:
+                await self.delete(job_id, user)
+            except (NotFound, Conflict):
+                continue  # deleted meanwhile, or (re-run by another process) no longer finished
+            deleted.append(job_id)
+        if deleted:
+            await self.store.reclaim()
+        return deleted
+
+    async def clean(self) -> None:
+        """One round of upkeep: `keep_jobs`, uploads past `upload_ttl`, database space."""
+        age, count = self.keep_jobs
+        if age is not None or count is not None:
+            deleted = await self.prune(None, older_than=age, keep=count)
+            if deleted:
+                log.info("jupyter-ext: deleted %d old finished job(s) (JupyterExt.keep_jobs)", len(deleted))
+        if self.upload_ttl is not None:
+            expired = await asyncio.to_thread(expire_uploads, self.data_dir / "uploads", self.upload_ttl)
+            if expired:
+                log.info("jupyter-ext: deleted %d upload(s) no job took (JupyterExt.upload_ttl)", len(expired))
+        await self.store.reclaim()
+
+    async def _clean_periodically(self) -> None:
+        while True:
+            try:
+                await self.clean()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - upkeep must never stop the server
+                log.exception("jupyter-ext: cleaning up failed; trying again in %ss", self.cleanup_interval)
+            await asyncio.sleep(self.cleanup_interval)
+
+    # -- queue positions --------------------------------------------------------------------------------------
+    def _queue_changed(self) -> None:
+        """A backend's line of attempts waiting for capacity moved: write the new positions soon
+        (one store transaction for a burst of changes)."""
+        self._queue_dirty = True
+        if self._queue_flush is None or self._queue_flush.done():
+            self._queue_flush = asyncio.get_running_loop().create_task(self._flush_queue())
+
+    async def _flush_queue(self) -> None:
+        while self._queue_dirty:
+            self._queue_dirty = False
+            await asyncio.sleep(0)  # let the rest of this burst of changes happen first
+            positions: dict[tuple[str, str], int] = {}
+            for backend in self.backends.values():
+                for position, (job_id, step) in enumerate(backend.queue(), start=1):
+                    positions.setdefault((job_id, step), position)
+            changed: dict[tuple[str, str], int | None] = {
+                k: v for k, v in positions.items() if self._positions.get(k) != v
+            }
+            changed.update({k: None for k in self._positions if k not in positions})
+            if changed:
+                await self.store.set_queue_positions(changed)
+            self._positions = positions
 
     # -- events ---------------------------------------------------------------------------------------------
     async def _emit(self, job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
@@ -475,10 +570,8 @@ class Orchestrator:
             )
 
     async def _drive_job(self, job_id: str) -> None:
-        job = await self.store.get_job(job_id)
-        if job["status"] == "queued":
-            await self.store.update_job(job_id, status="running", started=time.time())
-            await self._emit(job_id, [{"type": "job.start"}])
+        # The job stays `queued` until one of its steps really starts (`_started`): under load its
+        # steps wait for a slot, and the job says so (with each step's queue_position).
         tasks: dict[str, asyncio.Task[None]] = {}
         while True:
             job = await self.store.get_job(job_id)
@@ -573,6 +666,7 @@ class Orchestrator:
                     "location": str(path),
                     "size": size,
                     "mime": mime,
+                    **({"deferred": True} if mime == "text/html" else {}),
                 }
                 for path, size, mime in written
             ],
@@ -664,6 +758,7 @@ class Orchestrator:
                     error={"message": "the step's process was lost while the server was down"},
                 )
                 return
+            await self._started(job_id, time.time())  # a server that died just after starting it
         elif attempt == 0:
             attempt = 1
         started = step["started"] or time.time()
@@ -733,6 +828,11 @@ class Orchestrator:
             )
             return
 
+    async def _started(self, job_id: str, when: float) -> None:
+        """The job's first step started: the job is `running` from now, and says so (`job.start`)."""
+        if await self.store.mark_started(job_id, when):
+            await self._emit(job_id, [{"type": "job.start"}])
+
     async def _submit(
         self, job: dict[str, Any], step: dict[str, Any], attempt: int, backend: Backend
     ) -> dict[str, Any] | None:
@@ -755,6 +855,7 @@ class Orchestrator:
         await self.store.update_step(
             job_id, name, status="running", handle=handle, started=step["started"] or now, expect_attempt=attempt
         )
+        await self._started(job_id, now)
         if job_id in self._cancelling:
             asyncio.create_task(backend.cancel(handle))
         return handle
@@ -824,7 +925,7 @@ class Orchestrator:
 
 
 def combine_executed(original: Path, executed: list[str], out_dir: Path) -> list[tuple[Path, int, str]]:
-    """Write `out_dir`/executed.ipynb (and .html): `original` with the outputs of each code cell
+    """Write `out_dir`/executed.ipynb (its .html is made on demand): `original` with the outputs of each code cell
     from the first of the step notebooks `executed` (in run order) that ran it (thread)."""
     nb = nbformat.read(original, as_version=4)
     ran: dict[int, Any] = {}
@@ -872,17 +973,9 @@ def combine_executed(original: Path, executed: list[str], out_dir: Path) -> list
         nb.metadata["papermill"] = copy.deepcopy(papermill)
     target = out_dir / "executed.ipynb"
     nbformat.write(nb, target)
-    written = [(target, target.stat().st_size, "application/x-ipynb+json")]
-    try:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-        html = out_dir / "executed.html"
-        html.write_text(body, encoding="utf-8")
-        written.append((html, html.stat().st_size, "text/html"))
-    except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience
-        log.warning("jupyter-ext: no HTML copy of the combined notebook: %s", exc)
-    return written
+    # The HTML copy is listed, and made when first downloaded (executed_html.py).
+    (out_dir / "executed.html").unlink(missing_ok=True)  # an earlier one would show other outputs
+    return [(target, target.stat().st_size, "application/x-ipynb+json"), (out_dir / "executed.html", 0, "text/html")]
 
 
 def _joined(text: Any) -> str:

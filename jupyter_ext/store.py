@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from .errors import Conflict, NotFound
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: steps.queue_position
 WAL_SIZE_LIMIT = 4 * 2**20
 T = TypeVar("T")
 
@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS steps (
     error TEXT,
     handle TEXT,
     consumed INTEGER NOT NULL DEFAULT 0,
+    queue_position INTEGER,
     PRIMARY KEY (job_id, name)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -129,6 +130,9 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
+            columns = {r["name"] for r in self.db.execute("PRAGMA table_info(steps)")}
+            if "queue_position" not in columns:  # schema 1 -> 2
+                self.db.execute("ALTER TABLE steps ADD COLUMN queue_position INTEGER")
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -264,6 +268,22 @@ class Store:
             args.append(expect_attempt)
         with self._tx() as db:
             return db.execute(query, args).rowcount > 0
+
+    def mark_started(self, job_id: str, when: float) -> bool:
+        """A queued job becomes running (its first step started); False if it was not queued."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status='running', started=? WHERE id=? AND status='queued'", (when, job_id)
+            )
+            return cur.rowcount > 0
+
+    def set_queue_positions(self, positions: dict[tuple[str, str], int | None]) -> None:
+        """Each (job, step)'s place in its backend's line for a slot (1: next), None once out of it."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE steps SET queue_position=? WHERE job_id=? AND name=?",
+                [(position, job_id, step) for (job_id, step), position in positions.items()],
+            )
 
     def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
         job = self.get_job(job_id, user)
@@ -411,6 +431,10 @@ class Store:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def set_artifact_size(self, job_id: str, name: str, size: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE artifacts SET size=? WHERE job_id=? AND name=?", (size, job_id, name))
+
     def artifact(self, job_id: str, name: str) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM artifacts WHERE job_id=? AND name=?", (job_id, name)).fetchone()
         if row is None:
@@ -449,6 +473,12 @@ class AsyncStore:
     async def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
         return await self.call(self.sync.delete_job, job_id, user)
 
+    async def mark_started(self, job_id: str, when: float) -> bool:
+        return await self.call(self.sync.mark_started, job_id, when)
+
+    async def set_queue_positions(self, positions: dict[tuple[str, str], int | None]) -> None:
+        await self.call(self.sync.set_queue_positions, positions)
+
     async def finished_jobs(self, user: str | None = None) -> list[dict[str, Any]]:
         return await self.call(self.sync.finished_jobs, user)
 
@@ -466,6 +496,9 @@ class AsyncStore:
 
     async def artifact(self, job_id: str, name: str) -> dict[str, Any]:
         return await self.call(self.sync.artifact, job_id, name)
+
+    async def set_artifact_size(self, job_id: str, name: str, size: int) -> None:
+        await self.call(self.sync.set_artifact_size, job_id, name, size)
 
     async def close(self) -> None:
         await self.call(self.sync.close)

@@ -7,7 +7,7 @@ so a restarted server can `adopt` them and resume the event stream where it stop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,9 @@ class Backend(LoggingConfigurable):
         help="Seconds a cancelled step gets to stop cleanly (SIGTERM) before it is killed.",
     )
 
+    #: Called (on the event loop) whenever `queue()` changes; the orchestrator sets it.
+    on_queue_change: Callable[[], None] | None = None
+
     async def start(self) -> None:
         """Start shared machinery (watches, tail threads). Called once by the app."""
 
@@ -122,3 +125,8 @@ class Backend(LoggingConfigurable):
     def capacity(self) -> dict[str, Any]:
         """What this backend can run, for `GET info`."""
         return {}
+
+    def queue(self) -> list[tuple[str, str]]:
+        """(job id, step) of the attempts waiting in `submit` for capacity, next first. Backends
+        whose queue is elsewhere (a cluster's scheduler) have none here."""
+        return []

@@ -1034,7 +1034,7 @@ class KubernetesBackend(Backend):
                 if rel is None:
                     continue
                 event["location"] = str(attempt_dir / "artifacts" / rel)
-                if outputs:
+                if outputs and not event.get("deferred"):  # a deferred one is made on the server, later
                     await self._fetch(handle, transfer.join(outputs, "artifacts", rel), Path(event["location"]))
             if kind == "step.end" and outputs:
                 await self._fetch(handle, transfer.join(outputs, "handoff"), attempt_dir / "handoff", tree=True)

@@ -262,6 +262,7 @@ class LocalBackend(Backend):
         super().__init__(**kwargs)
         self._tailer: _Tailer | None = None
         self._slots: dict[str, list[str]] = {}  # attempt key -> GPUs it holds
+        self._queue: dict[str, int] = {}  # attempt key -> GPUs it waits for, first come first
         self._changed = asyncio.Condition()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._outcomes: dict[str, Outcome] = {}
@@ -294,7 +295,19 @@ class LocalBackend(Backend):
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
     def capacity(self) -> dict[str, Any]:
-        return {"max_concurrent": self.max_concurrent, "gpus": len(self.gpus), "running": len(self._slots)}
+        return {
+            "max_concurrent": self.max_concurrent,
+            "gpus": len(self.gpus),
+            "running": len(self._slots),
+            "queued": len(self._queue),
+        }
+
+    def queue(self) -> list[tuple[str, str]]:
+        out = []
+        for key in self._queue:
+            job_id, rest = key.split("/", 1)
+            out.append((job_id, rest.rsplit("/", 1)[0]))
+        return out
 
     def check(self, step: str, resources: Resources) -> None:
         if resources.gpu > len(self.gpus):
@@ -311,14 +324,32 @@ class LocalBackend(Backend):
         held = {g for gpus in self._slots.values() for g in gpus}
         return [g for g in self.gpus if g not in held]
 
+    def _fits(self, n_gpus: int) -> bool:
+        return len(self._slots) < self.max_concurrent and len(self._free_gpus()) >= n_gpus
+
+    def _turn(self, key: str) -> bool:
+        """Whether `key` is the first waiting attempt that fits now (one asking for GPUs that are
+        taken lets those behind it that fit go first)."""
+        return next((k for k, n in self._queue.items() if self._fits(n)), None) == key
+
     async def _acquire(self, key: str, n_gpus: int) -> list[str]:
+        """A slot (and `n_gpus` GPUs) for the attempt, in the order attempts asked."""
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: len(self._slots) < self.max_concurrent and len(self._free_gpus()) >= n_gpus
-            )
-            gpus = self._free_gpus()[:n_gpus]
-            self._slots[key] = gpus
-            return gpus
+            self._queue[key] = n_gpus
+            self._tell_queue()
+            try:
+                await self._changed.wait_for(lambda: self._turn(key))
+                gpus = self._free_gpus()[:n_gpus]
+                self._slots[key] = gpus
+                return gpus
+            finally:
+                del self._queue[key]
+                self._tell_queue()
+                self._changed.notify_all()  # the next in line may fit too (or fit now it left)
+
+    def _tell_queue(self) -> None:
+        if self.on_queue_change is not None:
+            self.on_queue_change()
 
     async def _release(self, key: str) -> None:
         async with self._changed:

@@ -18,7 +18,6 @@ import os
 import platform
 import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -45,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's, else python3)")
     p.add_argument("--events-stdout", action="store_true", help="also write events to stdout (pod log)")
     p.add_argument("--no-events-file", action="store_true", help="write events only to stdout")
-    p.add_argument("--no-html", action="store_true", help="do not keep an HTML copy of the executed notebook")
+    p.add_argument("--no-html", action="store_true", help="do not list an HTML copy of the executed notebook")
     return p.parse_args(argv)
 
 
@@ -94,52 +93,6 @@ def collect_artifacts(artifacts_dir: Path, emitter: Emitter, already: set[str]) 
         emitter.emit("artifact", path=rel, size=path.stat().st_size, mime=mime)
 
 
-class _HtmlWriter:
-    """Loads nbconvert in a background thread while the kernel starts (it costs ~1 s to import)."""
-
-    def __init__(self) -> None:
-        self._exporter: Any = None
-        self._error: BaseException | None = None
-        # What the step itself needs (papermill -> nbclient -> jupyter_client, nbformat) is imported
-        # here, before the thread starts: two threads importing jupyter_client at once fail with
-        # "cannot import name 'AsyncKernelManager' from partially initialized module" (seen in
-        # cold containers of a diamond's parallel steps). The thread then imports only nbconvert's own.
-        import importlib.metadata  # noqa: F401 - entry points: papermill's engines, jupyter_client's provisioners
-
-        import jupyter_client  # noqa: F401
-        import papermill  # noqa: F401
-        import zmq.asyncio  # noqa: F401
-
-        self._thread = threading.Thread(target=self._load, name="html-exporter", daemon=True)
-        self._thread.start()
-
-    def _load(self) -> None:
-        try:
-            from nbconvert import HTMLExporter
-
-            exporter = HTMLExporter(template_name="lab")
-            exporter.from_notebook_node(_empty_notebook())  # loads the templates now, not at the end
-            self._exporter = exporter
-        except BaseException as exc:  # noqa: BLE001 - reported when the HTML is wanted
-            self._error = exc
-
-    def write(self, executed: Path, target: Path) -> None:
-        import nbformat
-
-        self._thread.join()
-        if self._exporter is None:
-            raise RuntimeError(f"nbconvert is not usable: {self._error}")
-        nb = nbformat.read(executed, as_version=4)
-        body, _ = self._exporter.from_notebook_node(nb)
-        target.write_text(body, encoding="utf-8")
-
-
-def _empty_notebook() -> Any:
-    import nbformat
-
-    return nbformat.v4.new_notebook()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--standby"]:
@@ -149,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
-def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = None, kc: Any = None) -> int:
+def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
     """Run one step attempt; with `km`, in that already started kernel (the warm pool's)."""
     cancel = Canceller()
     cancel.install()  # first: a cancel during start-up must not kill us before step.end
@@ -172,7 +125,6 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
     executed = artifacts_dir / EXECUTED
     saved: set[str] = set()
     try:
-        html = html or (None if args.no_html else _HtmlWriter())
         emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
         import nbformat
         import papermill
@@ -238,12 +190,6 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
     if cancel.requested.is_set():
         # Whatever the kernel was doing when the cancel came: the user stopped it.
         status, code, error = "cancelled", 143, {"reason": "cancelled", "message": "cancelled"}
-    if executed.exists() and not args.no_html:
-        try:
-            assert html is not None
-            html.write(executed, artifacts_dir / EXECUTED_HTML)
-        except Exception as exc:  # noqa: BLE001 - the HTML copy is a convenience, never fatal
-            emitter.emit("log", stream="stderr", text=f"could not write the HTML copy: {exc}\n")
     try:  # before the artifact events, so each artifact is on the server when its event arrives
         transfer.ship_outputs(emitter, artifacts_dir)
     except Exception as exc:  # noqa: BLE001 - the step's own status stands; say what was not sent back
@@ -252,6 +198,9 @@ def run(args: argparse.Namespace, km: Any = None, html: _HtmlWriter | None = Non
             status, code = "failed", 2
             error = {"reason": "exception", "message": f"the step's outputs could not be sent back: {exc!r}"}
     collect_artifacts(artifacts_dir, emitter, saved)
+    if executed.exists() and not args.no_html and not (artifacts_dir / EXECUTED_HTML).exists():
+        # Listed now, written by the server when first downloaded (jupyter_ext/executed_html.py).
+        emitter.emit("artifact", path=EXECUTED_HTML, size=0, mime="text/html", deferred=True)
     end: dict[str, Any] = {"status": status, "exit_code": code, "error": error}
     if error is not None and error.get("reason"):
         end["reason"] = error["reason"]

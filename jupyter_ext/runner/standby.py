@@ -23,9 +23,8 @@ def standby(folder: str) -> int:
     from jupyter_client.manager import KernelManager
 
     from . import engine  # noqa: F401
-    from .main import _HtmlWriter, parse_args, run
+    from .main import parse_args, run
 
-    html = _HtmlWriter()
     # The step's client must be an async one: nbclient awaits its get_msg(timeout=None), which on a
     # blocking client blocks the event loop itself, so neither the IOPub timeout nor a cancel
     # could ever run (a warm runner then hung forever, and ignored SIGTERM until SIGKILL).
@@ -53,7 +52,7 @@ def standby(folder: str) -> int:
         os.dup2(fd, 2)
         os.close(fd)
     os.chdir(args.workdir or ".")
-    return run(args, km=km, html=html, kc=kc)
+    return run(args, km=km, kc=kc)
 
 
 def _warm_up(km: Any) -> Any:
