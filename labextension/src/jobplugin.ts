@@ -12,11 +12,12 @@ import { copyForOpening, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
 import { HtmlView } from './htmlview';
 import { jobLabel } from './jobstate';
-import { IJobViewOptions, IRerunChoice, JobView } from './jobview';
-import { notebookRunFor } from './notebookrun';
+import { IJobViewOptions, JobView } from './jobview';
+import { notebookRunFor, whenNotebookRun } from './notebookrun';
 import { JobsPanel } from './panel';
+import { driveCells, labOpener } from './rerun';
 import { SubmitDialogBody } from './submitdialog';
-import { IJob } from './tokens';
+import { IJob, IRerunChoice } from './tokens';
 
 export const CommandIDs = {
   openJob: 'jupyter-ext:open-job'
@@ -81,10 +82,25 @@ export function activateJobViews(
       name: widget => widget.content.jobId
     });
   }
-  // Opened after a re-run too: the panel lists the new job at once, not at its next poll.
-  const openJob = (id: string) => {
-    void app.commands.execute(CommandIDs.openJob, { id });
+  const opener = labOpener(app, { find: notebookRunFor, when: whenNotebookRun });
+  /**
+   * A re-run was submitted (from a job view or the panel): its view opens, and its notebook's
+   * cells follow it as after a run from the toolbar, the notebook opened beside the view if it
+   * was not open. Why they cannot (the notebook is gone) is said in the new job's view.
+   */
+  const rerunStarted = async (created: IJob) => {
+    const view = (await app.commands.execute(CommandIDs.openJob, { id: created.id })) as
+      MainAreaWidget<JobView> | undefined;
     void panel?.refresh();
+    let note: string | null;
+    try {
+      note = await driveCells(created, opener, view?.id);
+    } catch (error: any) {
+      note = `The cells of ${created.notebook} could not follow job ${created.id}: ${String(error?.message ?? error)}`;
+    }
+    if (note && view && !view.isDisposed) {
+      view.content.notify(note);
+    }
   };
   const openHtml = (label: string, html: string) => {
     const view = new MainAreaWidget({ content: new HtmlView(html, label) });
@@ -137,11 +153,11 @@ export function activateJobViews(
         widget = createJobView({
           client,
           jobId: id,
-          openJob,
+          // No openJob: onRerun opens the new job's view (and its notebook beside it).
           actions,
           confirmRerun: (job, fromStep) => confirmRerun(client, job, fromStep),
           // The re-run drives the cells of its notebook, as a run from its toolbar does.
-          onRerun: created => void notebookRunFor(created.notebook)?.start(created)
+          onRerun: created => void rerunStarted(created)
         });
         view = widget.content;
         open.set(id, widget);
@@ -158,4 +174,11 @@ export function activateJobViews(
   panel?.jobActivated.connect((_, job) => {
     void app.commands.execute(CommandIDs.openJob, { id: job.id });
   });
+  if (panel) {
+    // The panel's Re-run: the same question first, then the same way into the cells.
+    panel.rerunActions = {
+      confirm: job => confirmRerun(client, job, null),
+      started: created => void rerunStarted(created)
+    };
+  }
 }

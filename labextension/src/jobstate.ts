@@ -8,7 +8,7 @@
 import type { LineKind } from './logview';
 import { pyValue } from './cellsync';
 import { cellLabel } from './tagmodel';
-import { IEvent, IJob, IStep, Status } from './tokens';
+import { IEvent, IJob, IRerunChoice, IRerunSpec, IStep, Status } from './tokens';
 
 /** Cells finished by the current attempt of each step, from `cell.end` events. */
 export class ProgressTracker {
@@ -100,6 +100,28 @@ export function jobDetails(job: Pick<IJob, 'id' | 'parameters'>, max = 48): stri
     params = `${params.slice(0, max - 1)}…`;
   }
   return [params, shortId(job.id)].filter(Boolean).join(' · ');
+}
+
+/**
+ * What a re-run of `job` submits: its notebook under its name, with the parameters and backend
+ * the user confirmed; from a step on, the steps before it reuse this job's results.
+ */
+export function rerunSpec(
+  job: Pick<IJob, 'id' | 'name' | 'notebook'>,
+  choice: IRerunChoice,
+  fromStep: string | null
+): IRerunSpec {
+  const spec: IRerunSpec = {
+    notebook: job.notebook,
+    parameters: choice.parameters,
+    backend: choice.backend,
+    name: job.name
+  };
+  if (fromStep) {
+    spec.from_step = fromStep;
+    spec.rerun_of = job.id;
+  }
+  return spec;
 }
 
 /** Seconds in words: `42s`, `2m05s`, `1h02m`. */

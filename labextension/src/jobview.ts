@@ -15,6 +15,7 @@ import {
   jobLabel,
   logLines,
   ProgressTracker,
+  rerunSpec,
   STATUS_EVENTS,
   stepDuration,
   stepFraction
@@ -22,7 +23,7 @@ import {
 import { LogModel, LogView } from './logview';
 import { duration, progressBar, statusBadge } from './panel';
 import { StepGraph } from './stepgraph';
-import { IEvent, IEventStream, IJob, IRerunSpec, IStep, TERMINAL } from './tokens';
+import { IEvent, IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 
 export { resourcesText }; // the job view's step line; shared with the submit dialog (dom.ts)
 
@@ -45,11 +46,7 @@ export interface IJobViewOptions {
   onRerun?: (created: IJob, of: IJob) => void;
 }
 
-/** What a re-run runs with, as the user confirmed it. */
-export interface IRerunChoice {
-  parameters: { [name: string]: any };
-  backend: string;
-}
+export type { IRerunChoice };
 
 function actionButton(label: string, testid: string, warn = false): HTMLButtonElement {
   const button = el('button', `jp-Button jp-mod-styled ${warn ? 'jp-mod-warn' : 'jp-mod-reject'}`);
@@ -289,6 +286,11 @@ export class JobView extends Panel {
     node.appendChild(this.message);
   }
 
+  /** Say something under the header: what became of a re-run of this job, say. */
+  notify(text: string, isError = false): void {
+    this.say(text, isError);
+  }
+
   /** Say something under the header (an action's outcome); errors stay until the next one. */
   private say(text: string, isError = false): void {
     this.message.textContent = text;
@@ -481,17 +483,7 @@ export class JobView extends Panel {
           return null; // the user thought better of it: nothing submitted
         }
       }
-      const spec: IRerunSpec = {
-        notebook: job.notebook,
-        parameters: choice.parameters,
-        backend: choice.backend,
-        name: job.name
-      };
-      if (fromStep) {
-        spec.from_step = fromStep;
-        spec.rerun_of = job.id;
-      }
-      const created = await this.options.client.submit(spec);
+      const created = await this.options.client.submit(rerunSpec(job, choice, fromStep ?? null));
       this.say(`Started job ${created.id}` + (fromStep ? ` from step ${fromStep}.` : '.'), false);
       this.options.onRerun?.(created, job);
       this.options.openJob?.(created.id);

@@ -33,6 +33,7 @@ import {
   runCells
 } from './cellsync';
 import { ApiError, JupyterExtClient } from './client';
+import { RunRegistry } from './runregistry';
 import { ITagStore, StepEditorBody } from './stepeditor';
 import {
   analyzeNotebook,
@@ -104,23 +105,20 @@ export class NotebookSink implements ICellSink {
   }
 }
 
-/** The open notebooks' NotebookRuns (a re-run from a job view finds its notebook here). */
-const openRuns = new Set<NotebookRun>();
-
-/** A path as the server and the document manager may spell it: no leading `./` or `/`. */
-function samePath(a: string, b: string): boolean {
-  const norm = (p: string) => p.replace(/^(\.\/|\/)+/, '');
-  return norm(a) === norm(b);
-}
+/** The open notebooks' NotebookRuns (a re-run from a job view or the panel finds its notebook here). */
+const openRuns = new RunRegistry<NotebookRun>();
 
 /** The NotebookRun of the open notebook at `path` (a job's `notebook`), if it is open. */
 export function notebookRunFor(path: string): NotebookRun | null {
-  for (const run of openRuns) {
-    if (!run.isDisposed && samePath(run.context.localPath, path)) {
-      return run;
-    }
-  }
-  return null;
+  return openRuns.find(path);
+}
+
+/**
+ * The NotebookRun of the notebook at `path` once it is open (at once if it is): a re-run that
+ * opened its notebook waits here for the notebook's run to exist. Null after `timeoutMs`.
+ */
+export function whenNotebookRun(path: string, timeoutMs: number): Promise<NotebookRun | null> {
+  return openRuns.when(path, timeoutMs);
 }
 
 /** Everything jupyter-ext adds to one open notebook. */
@@ -129,6 +127,8 @@ export class NotebookRun implements IDisposable {
   private sync: CellSync | null = null;
   private stream: IEventStream | null = null;
   private disposed = false;
+  /** Settles once the job recorded in the notebook (if any) is followed again. */
+  private readonly resumed: Promise<void>;
 
   constructor(
     readonly panel: NotebookPanel,
@@ -141,7 +141,7 @@ export class NotebookRun implements IDisposable {
         this.writeRecord(); // the saved file holds the record that explains its outputs
       }
     });
-    void context.ready.then(() => this.resume());
+    this.resumed = context.ready.then(() => this.resume()).catch(() => undefined);
     openRuns.add(this);
   }
 
@@ -246,6 +246,9 @@ export class NotebookRun implements IDisposable {
    */
   async start(job: IJob): Promise<void> {
     await this.context.ready;
+    // A notebook just opened may be picking up the job its file records: that ends first, so
+    // it cannot take the cells back from this one.
+    await this.resumed;
     const model = this.panel.content.model;
     if (this.disposed || !model || this.record?.job === job.id) {
       return;

@@ -12,12 +12,15 @@ import { el } from './dom';
 import {
   formatSeconds,
   jobDetails,
+  jobLabel,
   ProgressTracker,
+  rerunSpec,
   STATUS_EVENTS,
   stepDuration,
   stepFraction
 } from './jobstate';
-import { IEventStream, IJob, IStep, Status, TERMINAL } from './tokens';
+import { hasNotebook } from './rerun';
+import { IEventStream, IJob, IRerunChoice, IStep, Status, TERMINAL } from './tokens';
 
 /** At most this many running jobs are followed live at once (one WebSocket each). */
 export const MAX_FOLLOWED = 10;
@@ -88,7 +91,19 @@ function button(label: string, focusKey: string, onclick: () => void): HTMLButto
   return el;
 }
 
+/** What the panel's Re-run does around its submit (given by the job views' plugin). */
+export interface IPanelRerun {
+  /** Ask first (the Run dialog with the job's values); null: submit nothing. */
+  confirm(job: IJob): Promise<IRerunChoice | null>;
+  /** The re-run was submitted: show it (its view, its notebook's cells). */
+  started(created: IJob, of: IJob): void;
+}
+
 export class JobsPanel extends Widget {
+  /** Re-run for finished jobs (a button on their rows) once set. */
+  rerunActions: IPanelRerun | null = null;
+  /** Jobs whose Re-run is under way (asking or submitting): their button is off meanwhile. */
+  private readonly rerunning = new Set<string>();
   private timer: ReturnType<typeof setInterval> | null = null;
   private jobs: IJob[] = [];
   private listError = '';
@@ -174,6 +189,32 @@ export class JobsPanel extends Widget {
       this.actionError = `Could not cancel ${job.name}: ${String(error?.message ?? error)}`;
     }
     await this.refresh();
+  }
+
+  /** Re-run a finished job: ask (as the job view's Re-run does), submit, then show the new one. */
+  async rerun(job: IJob): Promise<IJob | null> {
+    const actions = this.rerunActions;
+    if (!actions || this.rerunning.has(job.id)) {
+      return null;
+    }
+    this.actionError = '';
+    this.rerunning.add(job.id);
+    this.render();
+    try {
+      const choice = await actions.confirm(job);
+      if (!choice) {
+        return null; // the user thought better of it: nothing submitted
+      }
+      const created = await this.client.submit(rerunSpec(job, choice, null));
+      actions.started(created, job);
+      return created;
+    } catch (error: any) {
+      this.actionError = `Could not re-run ${job.name}: ${String(error?.message ?? error)}`;
+      return null;
+    } finally {
+      this.rerunning.delete(job.id);
+      await this.refresh();
+    }
   }
 
   // Poll only while the panel can be seen: attached and not hidden behind another tab.
@@ -366,6 +407,15 @@ export class JobsPanel extends Widget {
       cancel.classList.add('jp-ext-Job-cancel');
       cancel.setAttribute('aria-label', `Cancel job ${job.name}`);
       title.appendChild(cancel);
+    } else if (this.rerunActions && hasNotebook(job)) {
+      const rerun = button('Re-run', `rerun:${job.id}`, () => void this.rerun(job));
+      rerun.classList.add('jp-ext-Job-rerun');
+      rerun.dataset.testid = 'jupyter-ext-job-rerun';
+      rerun.disabled = this.rerunning.has(job.id);
+      rerun.setAttribute('aria-label', `Re-run job ${jobLabel(job)}`);
+      rerun.title =
+        'Run the same notebook again: shows its parameters and backend (this job’s) to check or change first; its cells show the new run';
+      title.appendChild(rerun);
     }
     item.appendChild(title);
     const meta = document.createElement('div');

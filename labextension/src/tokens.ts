@@ -131,6 +131,12 @@ export interface IRerunSpec extends IJobSpec {
   rerun_of?: string;
 }
 
+/** What a re-run runs with, as the user confirmed it. */
+export interface IRerunChoice {
+  parameters: { [name: string]: any };
+  backend: string;
+}
+
 /** One step of `POST plan`: what would run, where in the notebook, with what. */
 export interface IPlannedStep {
   name: string;

@@ -240,6 +240,67 @@ describe('JobsPanel', () => {
     panel.dispose();
   });
 
+  it('offers Re-run on finished notebook jobs: asks first, submits what was confirmed, shows it', async () => {
+    const fake = new FakeApi();
+    fake.add(
+      job({
+        id: 'done1',
+        name: 'train',
+        status: 'failed',
+        parameters: { lr: 0.1 },
+        backend: 'local'
+      })
+    );
+    fake.add(job({ id: 'run1', status: 'running' }));
+    fake.add(job({ id: 'cell1', status: 'succeeded', notebook: '%%remote' }));
+    const panel = new JobsPanel(fake.client, 60_000);
+    await panel.refresh();
+    const rerunOf = (id: string) =>
+      panel.node.querySelector<HTMLButtonElement>(
+        `[data-job="${id}"] [data-testid="jupyter-ext-job-rerun"]`
+      );
+    expect(rerunOf('done1')).toBeNull(); // not before the job views' plugin gives the actions
+    const asked: string[] = [];
+    let answer: any = null;
+    const started: [string, string][] = [];
+    let opened = 0;
+    panel.jobActivated.connect(() => opened++);
+    panel.rerunActions = {
+      confirm: async j => {
+        asked.push(j.id);
+        // While it asks, its button is off (a second click does not ask twice).
+        expect(rerunOf(j.id)!.disabled).toBe(true);
+        return answer;
+      },
+      started: (created, of) => started.push([created.id, of.id])
+    };
+    panel.render();
+    const button = rerunOf('done1')!;
+    expect(button.textContent).toBe('Re-run');
+    expect(button.getAttribute('aria-label')).toBe('Re-run job train · lr=0.1 · done1');
+    expect(rerunOf('run1')).toBeNull(); // a running job offers Cancel instead
+    expect(rerunOf('cell1')).toBeNull(); // a %%remote cell has no notebook to run again
+    button.click();
+    await new Promise(r => setTimeout(r, 0));
+    expect(asked).toEqual(['done1']);
+    expect(fake.submitted).toEqual([]); // cancelled in the dialog: nothing submitted
+    answer = { parameters: { lr: 0.5 }, backend: 'local' };
+    await panel.rerun(fake.jobs.get('done1')!);
+    expect(fake.submitted).toEqual([
+      { notebook: 'examples/train.ipynb', parameters: { lr: 0.5 }, backend: 'local', name: 'train' }
+    ]);
+    expect(started).toEqual([['new1', 'done1']]);
+    expect(opened).toBe(0); // the button is not a click on the row
+    expect(rerunOf('done1')!.disabled).toBe(false);
+    fake.submitError = new ApiError(400, 'notebook: examples/train.ipynb does not exist');
+    await panel.rerun(fake.jobs.get('done1')!);
+    expect(panel.node.querySelector('.jp-ext-JobsPanel-error')!.textContent).toBe(
+      'Could not re-run train: notebook: examples/train.ipynb does not exist'
+    );
+    expect(started).toHaveLength(1);
+    panel.dispose();
+  });
+
   it('formats durations', () => {
     const started = '2026-11-23T05:00:00Z';
     expect(duration({ started, finished: '2026-11-23T05:00:42Z' })).toBe('42s');
