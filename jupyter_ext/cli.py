@@ -558,7 +558,7 @@ def _status(job_or_step: dict[str, Any]) -> str:
 async def cmd_status(args: argparse.Namespace) -> int:
     session = await open_session(args)
     try:
-        job = await session.job(args.job)
+        job = await session.job(await resolve_job(session, args.job))
     finally:
         await close_session(session)
     if args.json:
@@ -581,10 +581,11 @@ async def cmd_rm(args: argparse.Namespace) -> int:
     session = await open_session(args)
     refused = 0
     try:
-        for job_id in args.jobs:
+        for given in args.jobs:
             try:
+                job_id = await resolve_job(session, given)
                 await session.delete(job_id)
-            except (Conflict, NotFound) as exc:
+            except (Conflict, NotFound, ValidationError) as exc:
                 refused += 1
                 print(f"jupyter-ext: {exc}", file=sys.stderr)
                 continue

@@ -102,6 +102,12 @@ class Orchestrator:
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
+        if self._positions:  # nobody here waits in line any more: no stale places for `ls` to show
+            try:
+                await self.store.set_queue_positions({k: None for k in self._positions})
+            except Exception:  # noqa: BLE001 - the next start writes them again
+                log.exception("jupyter-ext: could not clear queue positions")
+            self._positions = {}
         for backend in self.backends.values():
             await backend.stop()
 
@@ -525,6 +531,8 @@ class Orchestrator:
         """A backend's line of attempts waiting for capacity moved: write the new positions soon
         (one store transaction for a burst of changes)."""
         self._queue_dirty = True
+        if self._stopping:
+            return  # waiters cancelled by stop(): the store is closing, the next start says it again
         if self._queue_flush is None or self._queue_flush.done():
             self._queue_flush = asyncio.get_running_loop().create_task(self._flush_queue())
 
@@ -540,8 +548,13 @@ class Orchestrator:
                 k: v for k, v in positions.items() if self._positions.get(k) != v
             }
             changed.update({k: None for k in self._positions if k not in positions})
-            if changed:
-                await self.store.set_queue_positions(changed)
+            try:
+                if changed:
+                    await self.store.set_queue_positions(changed)
+            except Exception:  # noqa: BLE001 - positions are advice; the next change writes them again
+                log.exception("jupyter-ext: could not record queue positions")
+                self._positions = {}
+                continue
             self._positions = positions
 
     # -- events ---------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_rm_prune_and_status(notebooks: Path, isolated: dict[str, str], tmp_path
     shown = cli("status", older, env=isolated)
     assert shown.returncode == 0 and f"job {older} (quick) on local: succeeded" in shown.stdout
     assert "main" in shown.stdout and "STEP" in shown.stdout
+    assert f"job {older} " in cli("status", older[:6], env=isolated).stdout, "the short id Lab shows works too"
 
     refused = cli("rm", running, env=isolated)
     assert refused.returncode == 1
