@@ -145,6 +145,9 @@ def owner_of(handler: JupyterHandler) -> str:
     return local_user()
 
 
+_NOT_IMPLEMENTED = {m: getattr(web.RequestHandler, m.lower()) for m in ("GET", "POST", "PUT", "DELETE")}
+
+
 @web.stream_request_body
 class _Base(APIHandler):
     """Our routes. Bodies are streamed in (not buffered by tornado), so one over the limit is
@@ -228,6 +231,9 @@ class _Base(APIHandler):
             if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
                 message = exc.log_message % exc.args if exc.args else exc.log_message
             body = {"message": cut(message), "reason": reason}
+        if status_code == 405:  # RFC 9110: say which methods the route has
+            allowed = [m for m, default in _NOT_IMPLEMENTED.items() if getattr(type(self), m.lower()) is not default]
+            self.set_header("Allow", ", ".join(allowed))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
@@ -550,6 +556,11 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
         res = super().get(job_id)
         if res is not None:
             await res
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", "GET")  # RFC 9110: the one method of the stream
+        super().write_error(status_code, **kwargs)
 
     def open(self, job_id: str) -> None:
         self.queue = self.ext.orchestrator.hub.subscribe(job_id)

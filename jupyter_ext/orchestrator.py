@@ -47,6 +47,15 @@ CELL_STEP = "cell"
 COMBINED = "job"  # the `step` of the whole job's executed notebook (a step named so gets another label)
 
 
+def _resolved(path: Path, relative: str, field: str) -> Path:
+    """`path.resolve()`, a symlink loop (RuntimeError) or an unreadable path refused as the field's 400."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        why = "a symlink loop" if isinstance(exc, RuntimeError) else (exc.strerror or str(exc))
+        raise ValidationError(f"{field}: {relative!r} cannot be resolved: {why}", field=field) from None
+
+
 class Orchestrator:
     """Submits, drives, cancels and reconciles jobs. One instance per server (or CLI run)."""
 
@@ -144,7 +153,7 @@ class Orchestrator:
             raise ValidationError(f"notebook: {relative!r} leaves the server root; remove '..'", field=field)
         if not self.allow_hidden and any(p.startswith(".") for p in parts):
             raise ValidationError(f"notebook: {relative!r} is in a hidden folder or file", field=field)
-        path = (self.root_dir / relative).resolve()
+        path = _resolved(self.root_dir / relative, relative, field)
         if not path.is_relative_to(self.root_dir):
             raise ValidationError(f"notebook: {relative!r} points outside the server root (a symlink?)", field=field)
         if path.is_dir():
@@ -226,7 +235,7 @@ class Orchestrator:
         parts = Path(relative).parts
         if relative.startswith(("/", "\\")) or ".." in parts:
             raise ValidationError(f"{field}: {relative!r} is not a folder under the server root", field=field)
-        path = (self.root_dir / relative).resolve()
+        path = _resolved(self.root_dir / relative, relative, field)
         if not path.is_relative_to(self.root_dir) or not path.is_dir():
             raise ValidationError(f"{field}: {relative!r} is not a folder under the server root", field=field)
         return path
