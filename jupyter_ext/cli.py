@@ -363,7 +363,7 @@ async def resolve_job(session: Any, given: str) -> str:
     if len(matches) == 1:
         return str(matches[0])
     if not matches:
-        raise NotFound(f"no job of yours has an id starting with {given!r}; `jupyter-ext ls` lists them")
+        raise NotFound(f"no job {given!r}: none of your job ids starts with it; `jupyter-ext ls` lists them")
     listed = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
     raise ValidationError(f"{given!r} starts {len(matches)} job ids ({listed}); give more of the id")
 

@@ -35,7 +35,12 @@ class Harness:
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         await self.orch.wait(job_id)
-        return await self.store.events(job_id)
+        events: list[dict[str, Any]] = []
+        while True:  # every event, however many (the store answers at most 10,000 per read)
+            page = await self.store.events(job_id, events[-1]["seq"] if events else 0)
+            if not page:
+                return events
+            events.extend(page)
 
 
 def stdout(events: list[dict[str, Any]]) -> str:

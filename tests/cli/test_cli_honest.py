@@ -267,7 +267,7 @@ def test_jobs_are_named_by_the_short_id_lab_shows(notebooks: Path, isolated: dic
     assert listed.returncode == 0 and "executed.ipynb" in listed.stdout, listed.stderr
     other = next(c for c in "0123456789abcdef" if c != job_id[0])
     missing = cli("logs", other * 6, env=isolated)
-    assert missing.returncode == 2 and f"no job of yours has an id starting with {other * 6!r}" in missing.stderr
+    assert missing.returncode == 2 and f"no job {other * 6!r}: none of your job ids starts with it" in missing.stderr
 
 
 # -- 7. errors as they are ---------------------------------------------------------------------------------------------
