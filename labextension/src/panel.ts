@@ -407,7 +407,23 @@ export class JobsPanel extends Widget {
       cancel.classList.add('jp-ext-Job-cancel');
       cancel.setAttribute('aria-label', `Cancel job ${job.name}`);
       title.appendChild(cancel);
-    } else if (this.rerunActions && hasNotebook(job)) {
+    }
+    item.appendChild(title);
+    const meta = document.createElement('div');
+    meta.className = 'jp-ext-Job-meta';
+    const facts = document.createElement('span');
+    facts.appendChild(document.createTextNode(`${job.backend} · `));
+    const created = document.createElement('time');
+    created.dateTime = job.created;
+    created.textContent = new Date(job.created).toLocaleString();
+    facts.appendChild(created);
+    const took = duration(job);
+    if (took) {
+      facts.appendChild(document.createTextNode(` · ${took}`));
+    }
+    meta.appendChild(facts);
+    // On the second line, so the title line keeps its room for the parameters and short id.
+    if (TERMINAL.has(job.status) && this.rerunActions && hasNotebook(job)) {
       const rerun = button('Re-run', `rerun:${job.id}`, () => void this.rerun(job));
       rerun.classList.add('jp-ext-Job-rerun');
       rerun.dataset.testid = 'jupyter-ext-job-rerun';
@@ -415,19 +431,8 @@ export class JobsPanel extends Widget {
       rerun.setAttribute('aria-label', `Re-run job ${jobLabel(job)}`);
       rerun.title =
         'Run the same notebook again: shows its parameters and backend (this job’s) to check or change first; its cells show the new run';
-      title.appendChild(rerun);
-    }
-    item.appendChild(title);
-    const meta = document.createElement('div');
-    meta.className = 'jp-ext-Job-meta';
-    meta.appendChild(document.createTextNode(`${job.backend} · `));
-    const created = document.createElement('time');
-    created.dateTime = job.created;
-    created.textContent = new Date(job.created).toLocaleString();
-    meta.appendChild(created);
-    const took = duration(job);
-    if (took) {
-      meta.appendChild(document.createTextNode(` · ${took}`));
+      meta.appendChild(rerun);
+      meta.classList.add('jp-mod-actions');
     }
     item.appendChild(meta);
     if (job.steps.length) {

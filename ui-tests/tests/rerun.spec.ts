@@ -16,7 +16,7 @@ import {
   submitTaggedDemo,
   TERMINAL
 } from '../demo';
-import { cell, dialog } from '../notebook';
+import { cell, dialog, screenshot } from '../notebook';
 
 /** The main area's tab of the job view of `id` (its title ends with the short id). */
 function jobTab(page: import('@playwright/test').Page, id: string) {
@@ -179,6 +179,7 @@ test('a re-run of a closed notebook opens it and its cells show the new run, fro
   await expect(secondView).toHaveAttribute('data-status', 'succeeded');
   // The new job's view has nothing to excuse: its notebook's cells follow it.
   await expect(secondView.locator('.jp-ext-JobView-message')).toBeHidden();
+  await screenshot(page, 'rerun-opens-notebook');
 
   // Closed again, this time without saving (the file still names the second job, as it was
   // when that job started): the panel's Re-run, from the keyboard, does the same.
