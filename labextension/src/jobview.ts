@@ -21,7 +21,7 @@ import {
   stepFraction
 } from './jobstate';
 import { LogModel, LogView } from './logview';
-import { duration, progressBar, statusBadge } from './panel';
+import { duration, progressBar, statusBadge, statusText } from './panel';
 import { StepGraph } from './stepgraph';
 import { IEvent, IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 
@@ -110,7 +110,7 @@ class StepSection extends Panel {
     canRerun: boolean
   ) {
     this.node.dataset.status = step.status;
-    this.badgeHost.replaceChildren(statusBadge(step.status));
+    this.badgeHost.replaceChildren(statusBadge(step.status, statusText(step)));
     this.barHost.replaceChildren(progressBar(step, stepFraction(step, cellsDone), cellsDone));
     const parts = [];
     const reused = step.reused_from;
@@ -412,7 +412,7 @@ export class JobView extends Panel {
     this.params.textContent = used
       ? `Parameters: ${used}`
       : 'Parameters: the notebook’s own values (none changed)';
-    this.badgeHost.replaceChildren(statusBadge(job.status));
+    this.badgeHost.replaceChildren(statusBadge(job.status, statusText(job)));
     const took = duration(job);
     this.meta.textContent = [
       job.notebook,

@@ -37,6 +37,20 @@ export function duration(
   return formatSeconds((end - Date.parse(job.started)) / 1000);
 }
 
+/** `queued (2nd in line)` while a job or step waits for a slot (as the CLI says it), else its status. */
+export function statusText(item: { status: Status; queue_position?: number | null }): string {
+  const words = item.status.replace('_', ' ');
+  const place = item.queue_position;
+  if (item.status !== 'queued' || !place) {
+    return words;
+  }
+  const suffix =
+    place % 100 >= 10 && place % 100 <= 20
+      ? 'th'
+      : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[place % 10] ?? 'th');
+  return `${words} (${place}${suffix} in line)`;
+}
+
 /** A coloured status label (`jp-ext-Badge`, colour by `data-status`). */
 export function statusBadge(status: Status, text: string = status.replace('_', ' ')): HTMLElement {
   const el = document.createElement('span');
@@ -398,7 +412,7 @@ export class JobsPanel extends Widget {
     details.dataset.testid = 'jupyter-ext-job-details';
     details.title = `job ${job.id}`;
     title.appendChild(details);
-    title.appendChild(statusBadge(job.status));
+    title.appendChild(statusBadge(job.status, statusText(job)));
     if (!TERMINAL.has(job.status)) {
       const cancel = button('Cancel', `cancel:${job.id}`, () => {
         cancel.disabled = true;

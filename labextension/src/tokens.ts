@@ -46,6 +46,8 @@ export interface IStep {
   error: { [key: string]: any } | null;
   /** Set on a step a re-run did not run again: the earlier job (and attempt) it reuses. */
   reused_from?: { job: string; attempt: number } | null;
+  /** While the step waits for a slot on its backend: 1 for the next to start, else null. */
+  queue_position?: number | null;
 }
 
 export interface IJob {
@@ -55,6 +57,8 @@ export interface IJob {
   user: string;
   backend: string;
   status: Status;
+  /** While the job waits for a slot: the best place in line of its steps, else null. */
+  queue_position?: number | null;
   parameters: { [key: string]: any };
   created: string;
   started: string | null;

@@ -1,6 +1,6 @@
 import { Widget } from '@lumino/widgets';
 import { ApiError, JupyterExtClient } from '../client';
-import { duration, JobsPanel } from '../panel';
+import { duration, JobsPanel, statusText } from '../panel';
 import { IEvent, IJob } from '../tokens';
 import { FakeApi, job, step as fullStep } from './jobfakes';
 
@@ -299,6 +299,22 @@ describe('JobsPanel', () => {
     );
     expect(started).toHaveLength(1);
     panel.dispose();
+  });
+
+  it('says a waiting job’s place in line, as the CLI does', async () => {
+    expect(statusText({ status: 'queued', queue_position: 1 })).toBe('queued (1st in line)');
+    expect(statusText({ status: 'queued', queue_position: 2 })).toBe('queued (2nd in line)');
+    expect(statusText({ status: 'queued', queue_position: 13 })).toBe('queued (13th in line)');
+    expect(statusText({ status: 'queued', queue_position: 23 })).toBe('queued (23rd in line)');
+    expect(statusText({ status: 'queued', queue_position: null })).toBe('queued');
+    expect(statusText({ status: 'running', queue_position: 3 })).toBe('running');
+    expect(statusText({ status: 'not_run' })).toBe('not run');
+    const { client } = fakeClient([job({ id: 'w', status: 'queued', queue_position: 2 })]);
+    const panel = new JobsPanel(client);
+    await panel.refresh();
+    const badge = panel.node.querySelector('.jp-ext-Job .jp-ext-Badge') as HTMLElement;
+    expect(badge.textContent).toBe('queued (2nd in line)');
+    expect(badge.dataset.status).toBe('queued');
   });
 
   it('formats durations', () => {
