@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -89,6 +90,14 @@ def make(tmp_path: Path, jp_asyncio_loop: Any) -> Any:
 
     async def cleanup() -> None:
         for h in made:
+            # A test that failed half way leaves its jobs running (steps outlive their server by
+            # design, to be adopted): cancel them, so no runner or kernel outlives the test.
+            for job in await h.store.list_jobs(statuses=("queued", "running")):
+                try:
+                    await h.orch.cancel(job["id"], None)
+                    await asyncio.wait_for(h.orch.wait(job["id"]), 120)
+                except Exception:  # noqa: BLE001 - clean-up goes on; the test already said what failed
+                    pass
             await h.orch.stop()
             await h.store.close()
 
