@@ -177,12 +177,38 @@ class _Base(APIHandler):
         self._chunks: list[bytes] = []
         self._received = 0
         self._over = False
-        await super().prepare()
         length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.body_limit()[0]:
+        over = length.isdigit() and int(length) > self.body_limit()[0]
+        try:
+            await super().prepare()
+        except web.HTTPError as exc:
+            if over or not self._has_body():
+                raise
+            # Refused (no credentials, no XSRF token) while a body is on its way: answering now
+            # would leave the body unread, and tornado then drops the connection, which a proxy
+            # in front of us (JupyterHub's) may already be reusing: its next request fails with a
+            # 503. The body (within the limit) is read and dropped, then the refusal is said.
+            self._over = True
+            setattr(self, self.request.method.lower(), self._deferred_refusal(exc))
+            return
+        if over:
             if self.current_user is None:
                 raise web.HTTPError(403)  # strangers learn nothing, not even the limit
             raise self.too_large(int(length))
+
+    def _has_body(self) -> bool:
+        headers = self.request.headers
+        return (
+            headers.get("Content-Length", "0") not in ("", "0")
+            or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        )
+
+    @staticmethod
+    def _deferred_refusal(exc: web.HTTPError) -> Any:
+        async def refuse(*args: Any, **kwargs: Any) -> None:
+            raise exc
+
+        return refuse
 
     async def data_received(self, chunk: bytes) -> None:
         if self._finished or self._over:

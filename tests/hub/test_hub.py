@@ -96,7 +96,7 @@ def test_the_browser_session_works_with_the_servers_xsrf_check(users: dict[str, 
     xsrf = s.cookies.get("_xsrf", path="/user/alice/")
     assert xsrf, s.cookies
     r = s.post(f"{base}/jobs", json={"notebook": "nope.ipynb"}, headers={"X-XSRFToken": xsrf}, timeout=30)
-    assert r.status_code == 404 and "nope.ipynb" in r.json()["message"]  # past auth and XSRF, to our own check
+    assert r.status_code == 404 and "nope.ipynb" in r.json()["message"], r.text[:500]  # past auth and XSRF
 
 
 def test_another_users_token_cannot_reach_the_server(users: dict[str, User], jobs: dict[str, dict[str, Any]]) -> None:
