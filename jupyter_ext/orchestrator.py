@@ -495,6 +495,15 @@ class Orchestrator:
         """Delete `user`'s (None: every user's) finished jobs that ended more than `older_than`
         seconds ago or come after their `keep` newest finished jobs (retention.to_prune), then
         give the database space back. Answers the ids deleted (with `dry_run`: would delete)."""
+        deleted = await self._prune(user, older_than=older_than, keep=keep, dry_run=dry_run)
+        if deleted and not dry_run:
+            await self.store.reclaim()
+        return deleted
+
+    async def _prune(
+        self, user: str | None, *, older_than: float | None, keep: int | None, dry_run: bool = False
+    ) -> list[str]:
+        """`prune` without giving the space back (its caller does, once)."""
         finished = await self.store.finished_jobs(user)
         unfinished = await self.store.list_jobs(user, limit=1_000_000, statuses=["queued", "running"])
         reused = {(s["spec"].get("reused_from") or {}).get("job") for j in unfinished for s in j["steps"]} - {None}
@@ -508,22 +517,20 @@ class Orchestrator:
             except (NotFound, Conflict):
                 continue  # deleted meanwhile, or (re-run by another process) no longer finished
             deleted.append(job_id)
-        if deleted:
-            await self.store.reclaim()
         return deleted
 
     async def clean(self) -> None:
         """One round of upkeep: `keep_jobs`, uploads past `upload_ttl`, database space."""
         age, count = self.keep_jobs
         if age is not None or count is not None:
-            deleted = await self.prune(None, older_than=age, keep=count)
+            deleted = await self._prune(None, older_than=age, keep=count)
             if deleted:
                 log.info("jupyter-ext: deleted %d old finished job(s) (JupyterExt.keep_jobs)", len(deleted))
         if self.upload_ttl is not None:
             expired = await asyncio.to_thread(expire_uploads, self.data_dir / "uploads", self.upload_ttl)
             if expired:
                 log.info("jupyter-ext: deleted %d upload(s) no job took (JupyterExt.upload_ttl)", len(expired))
-        await self.store.reclaim()
+        await self.store.reclaim()  # once a round, after what keep_jobs deleted
 
     async def _clean_periodically(self) -> None:
         while True:

@@ -28,7 +28,7 @@ _DECIMAL = {
 }
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGTPE]i|[numkKMGTPE]?)\s*$")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Guard against absurd inputs (a 10^18 exponent is legal syntax but no machine has it).
 _MAX_BYTES = 2**70
@@ -109,6 +109,14 @@ def parse_gpu(value: object, field: str = "gpu") -> int:
     return number
 
 
+def unit_seconds(text: str, pattern: re.Pattern[str], units: dict[str, float]) -> float | None:
+    """Seconds of `text` made only of `pattern`'s (number, unit) runs ('1h30m'), else None."""
+    parts = pattern.findall(text)
+    if not parts or pattern.sub("", text).strip():
+        return None
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def parse_duration(value: object, field: str = "timeout") -> float:
     """'2h', '90m', '1h30m', '45s', or a number of seconds -> seconds (> 0)."""
     if isinstance(value, bool):
@@ -123,12 +131,12 @@ def parse_duration(value: object, field: str = "timeout") -> float:
         if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
             seconds = float(text)
         else:
-            parts = _DURATION.findall(text)
-            if not parts or _DURATION.sub("", text).strip():
+            found = unit_seconds(text, _DURATION, _DURATION_UNITS)
+            if found is None:
                 raise ValidationError(
                     f"{field}: {shown(value)} is not a duration; use e.g. '2h', '90m', '1h30m' or '45s'", field=field
                 )
-            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+            seconds = found
     else:
         raise ValidationError(f"{field}: expected a duration such as '2h', got {type(value).__name__}", field=field)
     if not seconds > 0 or seconds > 366 * 86400:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
+from .quantity import unit_seconds
 
 _AGE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*(s|m|h|d|w)")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE_UNITS: dict[str, float] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_AGE = 1e15  # seconds; anything finite is a valid age, this only keeps arithmetic sane
 
 
@@ -33,13 +34,13 @@ def parse_age(value: object, field: str = "older_than") -> float:
         if re.fullmatch(r"[0-9]{1,15}(?:\.[0-9]{1,9})?", text):
             seconds = float(text)
         else:
-            parts = _AGE.findall(text)
-            if not parts or _AGE.sub("", text).strip():
+            found = unit_seconds(text, _AGE, _AGE_UNITS)
+            if found is None:
                 shown = text if len(text) <= 40 else text[:40] + "..."
                 raise ValidationError(
                     f"{field}: {shown!r} is not an age; use e.g. '30d', '2w', '12h' or '90m'", field=field
                 )
-            seconds = sum(float(n) * _AGE_UNITS[u] for n, u in parts)
+            seconds = found
     else:
         seconds = float(value)
     if not 0 <= seconds <= MAX_AGE:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,14 @@ def process_alive(pid: int) -> bool:
     from jupyter_ext.backends.local import _alive
 
     return _alive(pid, None)
+
+
+async def until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 120) -> Any:
+    """Await `check` until it answers something truthy (its answer), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_ext.handlers import job_view
-from tests.harness import notebook
+from tests.harness import notebook, until
 
 pytestmark = pytest.mark.slow
-
-
-async def until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_jobs_waiting_for_a_slot_are_queued_in_order_until_a_step_starts(make: Any, tmp_path: Path) -> None:

@@ -4,9 +4,7 @@ no job took expire. Waits are on conditions with generous deadlines, never on ti
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.conftest import check_response
+from tests.harness import until
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,6 @@ def jp_server_config(data_dir: Path, request: pytest.FixtureRequest) -> dict[str
         "JupyterExt": {"data_dir": str(data_dir), **extra},
         "LocalBackend": {"cancel_grace": 2.0, "gpus": []},
     }
-
-
-async def until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def ext(jp_serverapp: Any) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.harness import notebook
+from tests.harness import notebook, until
 
 pytestmark = pytest.mark.slow
 
@@ -103,13 +103,11 @@ async def test_cancel_interrupts_writes_the_partial_notebook_and_ends_cancelled(
         "print('never')",
     )
     job_id = await h.run(nb)
-    deadline = time.monotonic() + 300
-    while True:
-        events = await h.store.events(job_id)
-        if any(line.startswith("tick ") for line in lines_of(events)):
-            break
-        assert time.monotonic() < deadline, events[-5:]
-        await asyncio.sleep(0.1)
+
+    async def ticking() -> bool:
+        return any(line.startswith("tick ") for line in lines_of(await h.store.events(job_id)))
+
+    await until("the second cell to print", ticking, 300)
     asked = time.monotonic()
     await h.orch.cancel(job_id, "tester")
     async with asyncio.timeout(100):  # well inside the grace: the runner ends it, nobody kills it
