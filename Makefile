@@ -10,18 +10,22 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 COMMA := ,
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: demo test lint test-python test-js test-k8s test-ui test-hub bench clean
+.PHONY: demo test lint test-python test-js test-k8s test-ui test-hub bench clean dist screenshots \
+	chromium tree-snapshot check-clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Editable install (the build hook runs jlpm install + build of labextension/), then the
-# labextension linked into the environment so JupyterLab loads it.
+# Editable install (the build hook runs jlpm install + `jlpm install:extension` in labextension/),
+# then the labextension linked into the environment so JupyterLab loads it (jupyter-builder, which
+# jupyterlab brings, replaces the deprecated `jupyter labextension develop`). The build requirements
+# are pyproject.toml's [build-system] ones.
+BUILD_REQS := "jupyterlab>=4.6,<5" "hatchling>=1.27" "hatch-jupyter-builder>=0.9" "hatch-nodejs-version>=0.3.2"
 define install
-	$(BIN)/pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	$(BIN)/pip install -q $(BUILD_REQS) editables
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pip install -q --no-build-isolation -e ".[$(1)]"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-builder develop --overwrite . >/dev/null
 endef
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml labextension/package.json labextension/yarn.lock
@@ -41,13 +45,25 @@ else
 endif
 
 ## test: install everything the tests need, then lint + every test suite (the Kubernetes
-## control plane is built by scripts/k8s/build.sh, cached under ~/.cache/jupyter-ext/k8s/)
-test: $(VENV)/.installed-test lint test-python test-js test-k8s test-ui test-hub
+## control plane is built by scripts/k8s/build.sh, cached under ~/.cache/jupyter-ext/k8s/), then
+## check that the tests left the working tree as they found it (clean, in a fresh clone)
+test: tree-snapshot $(VENV)/.installed-test lint test-python test-js test-k8s test-ui test-hub
+	$(MAKE) --no-print-directory check-clean
+
+# What `git status` shows when `make test` starts (scripts/tree_state.py); check-clean compares.
+TREE_STATE := build/tree-state-before-test
+tree-snapshot:
+	@mkdir -p $(dir $(TREE_STATE)) && $(PYTHON) scripts/tree_state.py save $(TREE_STATE)
+
+## check-clean: fail if the working tree differs from the snapshot `make test` took at its start
+## (without one: if `git status --porcelain` shows anything); what tests make belongs in .gitignore
+check-clean:
+	@$(PYTHON) scripts/tree_state.py check $(TREE_STATE)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check jupyter_ext tests bench
+	$(BIN)/ruff check jupyter_ext tests bench scripts/check_dist.py scripts/tree_state.py
 	$(BIN)/mypy
-	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm lint
+	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm lint:check
 
 test-python: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests --ignore=tests/kubernetes --ignore=tests/hub -p no:cacheprovider
@@ -75,16 +91,38 @@ test-js: $(VENV)/.installed-test
 	cd labextension && PATH="$(abspath $(BIN)):$$PATH" jlpm test
 
 ## test-ui: browser tests in Debian's Chromium driven by Playwright against a real `jupyter lab`
-## (ui-tests/), and the wheel check: pip install of the built wheel into a fresh venv, listed
-## enabled + OK, loaded in Chromium. Installs chromium with apt-get when /usr/bin/chromium is missing.
+## (ui-tests/), and the wheel check: the release build (`make dist`) pip-installed into a fresh
+## venv, listed enabled + OK, loaded in Chromium, running a job. Installs chromium with apt-get when /usr/bin/chromium is missing.
 CHROMIUM ?= /usr/bin/chromium
-test-ui: $(VENV)/.installed-test ui-tests/node_modules/.installed
+test-ui: $(VENV)/.installed-test ui-tests/node_modules/.installed chromium
+	cd ui-tests && npx tsc -p . && CHROMIUM=$(CHROMIUM) PATH="$(abspath $(BIN)):$$PATH" npx playwright test
+
+## screenshots: retake docs/images/*.png (the README's) with the browser scenarios that take them;
+## only this writes them (JUPYTER_EXT_SCREENSHOTS=1), a test run does not
+SCREENSHOT_SPECS = $(shell grep -lF 'await screenshot' ui-tests/tests/*.spec.ts | sed 's|^ui-tests/||')
+screenshots: $(VENV)/.installed-test ui-tests/node_modules/.installed chromium
+	cd ui-tests && npx tsc -p . && JUPYTER_EXT_SCREENSHOTS=1 CHROMIUM=$(CHROMIUM) \
+	  PATH="$(abspath $(BIN)):$$PATH" npx playwright test $(SCREENSHOT_SPECS)
+	git status --short docs/images
+
+chromium:
 	@[ -x $(CHROMIUM) ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
-	  || { echo "make test-ui: $(CHROMIUM) is missing and 'apt-get install -y chromium' failed;" \
+	  || { echo "make: $(CHROMIUM) is missing and 'apt-get install -y chromium' failed;" \
 	       "install Debian's chromium package (as root) or set CHROMIUM=/path/to/chromium" >&2; exit 1; }
-	@[ -x $(CHROMIUM) ] || { echo "make test-ui: $(CHROMIUM) is still missing after installing chromium" >&2; exit 1; }
-	cd ui-tests && npx tsc -p . && CHROMIUM=$(CHROMIUM) PATH="$(abspath $(BIN)):$$PATH" npx playwright test
+	@[ -x $(CHROMIUM) ] || { echo "make: $(CHROMIUM) is still missing after installing chromium" >&2; exit 1; }
+
+## dist: the release build into $(DIST)/: the sdist from a clean copy of the tree (the files git
+## would commit), the wheel from that sdist with the production labextension, `twine check`, the
+## wheel's files against scripts/check_dist.py's allow-list (scripts/dist.sh; DIST_NO_ISOLATION=1
+## builds with .venv's packages instead of isolated environments from PyPI)
+DIST ?= dist
+dist: $(VENV)/.installed-dist
+	PYTHON=$(abspath $(BIN))/python scripts/dist.sh $(DIST)
+
+$(VENV)/.installed-dist: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "build>=1.2" "twine>=6.1" $(BUILD_REQS)
+	touch $@
 
 # Playwright from npm, without its browser download (the tests use Debian's Chromium).
 ui-tests/node_modules/.installed: ui-tests/package.json ui-tests/package-lock.json
@@ -100,5 +138,5 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/k8s_real.py --runs 10
 
 clean:
-	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension
-	rm -rf ui-tests/node_modules ui-tests/test-results
+	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_ext/labextension jupyter_ext/_version.py
+	rm -rf ui-tests/node_modules ui-tests/test-results dist build

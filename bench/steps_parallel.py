@@ -25,10 +25,10 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.backends.local import LocalBackend
-from jupyter_ext.handlers import job_view
 from jupyter_ext.models import JobSpec
 from jupyter_ext.orchestrator import Orchestrator
 from jupyter_ext.store import AsyncStore, Store
+from jupyter_ext.views import job_view
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 

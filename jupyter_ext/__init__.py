@@ -6,7 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # written by the build (hatch's version hook) from labextension/package.json, the one version
+    from ._version import __version__
+except ImportError:  # a source tree that was never built or installed
+    import json
+
+    __version__ = json.loads((Path(__file__).parents[1] / "labextension" / "package.json").read_text())["version"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ Everything is a traitlets option, e.g. in jupyter_server_config.py:
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,14 +27,9 @@ from .handlers import handlers
 from .orchestrator import Orchestrator
 from .retention import keep_jobs_setting
 from .store import AsyncStore, Store
+from .users import local_user
 
-
-def local_user() -> str:
-    """The account running this process: owner of every job in a personal server."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
+__all__ = ["JupyterExt", "default_data_dir", "local_user"]
 
 
 def default_data_dir() -> str:

@@ -24,105 +24,17 @@ import argparse
 import ast
 import asyncio
 import json
-import os
-import re
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
+from . import session as sessions
+from .cli_render import Renderer, duration, status_words, table
+from .contract import TERMINAL
 from .errors import Conflict, JupyterExtError, NotFound, ValidationError
-
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-# -- rendering events for a terminal --------------------------------------------------------------------------
-class Renderer:
-    """Prints events as a person wants to read them: outputs as they come, a line per cell."""
-
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, color: bool | None = None) -> None:
-        self.out, self.err = out, err
-        self.color = out.isatty() if color is None else color
-        self.multi_step = False
-        self.step_cells: dict[str, list[int]] = {}
-        self.started = time.time()
-
-    def _c(self, text: str, code: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
-
-    def _plain(self, text: str) -> str:
-        return text if self.color else ANSI.sub("", text)
-
-    def job(self, job: dict[str, Any]) -> None:
-        self.multi_step = len(job.get("steps", [])) > 1
-        for step in job.get("steps", []):
-            self.step_cells[step["name"]] = list(step.get("cells", []))
-        steps = ", ".join(s["name"] for s in job.get("steps", []))
-        self.err.write(self._c(f"job {job['id']} ({job['name']}) on {job['backend']}: steps {steps}\n", "2"))
-
-    def event(self, e: dict[str, Any]) -> None:
-        kind, step = e["type"], e.get("step") or "main"
-        prefix = f"[{step}] " if self.multi_step else ""
-        if kind == "cell.start" and e.get("cell_index") is not None:
-            own = self.step_cells.get(step, [])
-            where = f"{own.index(e['cell_index']) + 1}/{len(own)}" if e["cell_index"] in own else "setup"
-            self.err.write(self._c(f"{prefix}── cell {e['cell_index'] + 1} ({where}) ──\n", "2"))
-        elif kind == "cell.output":
-            self._output(e, prefix)
-        elif kind == "log":
-            self.err.write(prefix + self._plain(e.get("text", "")))
-        elif kind == "step.start" and self.multi_step:
-            self.err.write(self._c(f"{prefix}started (attempt {e.get('attempt', 1)})\n", "36"))
-        elif kind == "step.retry":
-            msg = (e.get("error") or {}).get("message", "failed")
-            self.err.write(self._c(f"{prefix}attempt {e.get('attempt')} failed ({msg}); retrying\n", "33"))
-        elif kind == "step.end" and self.multi_step:
-            colour = "32" if e.get("status") == "succeeded" else "31"
-            self.err.write(self._c(f"{prefix}{e.get('status')}\n", colour))
-        elif kind == "job.end":
-            self._end(e)
-        self.out.flush()
-        self.err.flush()
-
-    def _output(self, e: dict[str, Any], prefix: str) -> None:
-        output = e.get("output") or {}
-        otype = output.get("output_type")
-        if otype == "stream":
-            target = self.err if output.get("name") == "stderr" else self.out
-            # parallel steps interleave: say whose line each is
-            target.write(_prefixed(self._plain(_text(output.get("text"))), prefix))
-        elif otype == "error":
-            self.out.write(_prefixed(self._plain("\n".join(output.get("traceback", []))) + "\n", prefix))
-        else:
-            data = output.get("data", {})
-            if e.get("artifact"):
-                self.out.write(self._c(f"{prefix}[image: {e['artifact']}]\n", "35"))
-            elif "text/plain" in data and not e.get("update"):
-                self.out.write(_prefixed(_text(data["text/plain"]) + "\n", prefix))
-            elif "text/html" in data:
-                self.out.write(self._c(f"{prefix}[html output: see the executed notebook artifact]\n", "35"))
-
-    def _end(self, e: dict[str, Any]) -> None:
-        status = e.get("status")
-        error = e.get("error") or {}
-        if status == "succeeded":
-            self.err.write(self._c(f"job {e['job']} succeeded\n", "32"))
-        else:
-            where = f" in step {error['step']!r}" if error.get("step") and self.multi_step else ""
-            message = error.get("message", status)
-            self.err.write(self._c(f"job {e['job']} {status}{where}: {message}\n", "31"))
-
-
-def _text(value: Any) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
-
-
-def _prefixed(text: str, prefix: str) -> str:
-    """Every line of `text` led by `prefix` ('[step] ' in a job of several steps)."""
-    return "".join(prefix + line for line in text.splitlines(keepends=True)) if prefix else text
+from .session import InProcessSession, Session
 
 
 # -- parameters -------------------------------------------------------------------------------------------------
@@ -136,225 +48,23 @@ def parse_value(raw: str) -> Any:
     return raw
 
 
-# -- sessions: a server, or this process ---------------------------------------------------------------------------
-def server_config() -> Any:
-    """The configuration jupyter_server would give the extension: jupyter_jupyter_ext_config, then
-    jupyter_config and jupyter_server_config (.py and .json) from the Jupyter config path (later
-    files win, the server's over the extension's). Cheap: no server module is imported."""
-    from jupyter_core.application import JupyterApp
-    from traitlets.config import Config
-
-    merged = Config()
-    for name in ("jupyter_jupyter_ext_config", "jupyter_server_config"):
-        loader = JupyterApp(config_file_name=name)
-        loader.load_config_file()
-        merged.merge(loader.config)
-    return merged
-
-
-def configured_app(config: Any = None) -> Any:
-    """The server extension's app (`JupyterExt`) with that configuration, without a server; its
-    traits add the JUPYTER_EXT_* environment defaults themselves."""
-    from .app import JupyterExt
-
-    return JupyterExt(config=server_config() if config is None else config)
-
-
-def database_path(config: Any) -> Path:
-    """Where `JupyterExt` keeps the job database under `config` (its data_dir/db_path defaults),
-    found without importing the server (`ls` must be quick)."""
-    from jupyter_core.paths import jupyter_data_dir
-
-    ours = config.JupyterExt if "JupyterExt" in config else {}
-    if ours.get("db_path"):
-        return Path(ours["db_path"])
-    data_dir = (
-        ours.get("data_dir") or os.environ.get("JUPYTER_EXT_DATA_DIR") or Path(jupyter_data_dir()) / "jupyter_ext"
+# -- sessions: a server, or this process (session.py) -----------------------------------------------------------
+async def open_session(args: argparse.Namespace, root_dir: str | Path | None = None) -> Session:
+    """The server if one is running (unless --local), else this process (nothing started); a
+    short job id in `args.job` is made whole."""
+    session = await sessions.open_session(
+        local=getattr(args, "local", False), root_dir=root_dir, backend=getattr(args, "backend", None)
     )
-    return Path(data_dir) / "jobs.db"
-
-
-class InProcess:
-    """This process: the job database directly, and, to run jobs, an orchestrator with the
-    backends the app's configuration builds (`JupyterExt.make_backends`, as the server does).
-    Nothing is started until `start()`: reading jobs touches no runner and no kernel."""
-
-    def __init__(self, root_dir: str | Path | None = None, backend: str | None = None) -> None:
-        from .store import AsyncStore, Store
-
-        self.config = server_config()
-        self.store = AsyncStore(Store(database_path(self.config)))
-        self.root_dir = Path(root_dir or os.getcwd())
-        self.backend = backend  # asked for on the command line: built even if the config does not enable it
-        self._orchestrator: Any = None
-        self.started = False
-
-    @property
-    def orchestrator(self) -> Any:
-        """Built on first use (running or cancelling a job), with the backends the app builds."""
-        if self._orchestrator is None:
-            from .orchestrator import Orchestrator
-
-            app = configured_app(self.config)
-            try:
-                backends = app.make_backends([self.backend] if self.backend else [])
-            except ValueError as exc:
-                raise ValidationError(f"backend: {exc}", field="backend") from None
-            self._orchestrator = Orchestrator(
-                store=self.store,
-                backends=backends,
-                default_backend=app.backend,
-                root_dir=self.root_dir,
-                data_dir=app.data_dir,
-            )
-        return self._orchestrator
-
-    async def start(self, backend: str | None = None) -> None:
-        """Start the backend jobs will run on (the local one's warm runner, a cluster's watches)."""
-        _, chosen = self.orchestrator.backend_named(backend or self.backend)
-        await chosen.start()
-        self.started = True
-
-    async def close(self) -> None:
-        if self.started:
-            await self.orchestrator.stop()
-        await self.store.close()
-
-    @property
-    def user(self) -> str:
-        return _local_user()
-
-    async def plan(self, notebook: str, backend: str | None) -> dict[str, Any]:
-        """What `POST plan` answers: steps, parameters, warnings, and the error a submit would get."""
-        from .handlers import _plan_view
-
-        name, _ = self.orchestrator.backend_named(backend)
-        return await asyncio.to_thread(_plan_view, self.orchestrator, notebook, name)
-
-    async def submit(self, spec: dict[str, Any], drive: bool = True) -> dict[str, Any]:
-        from .handlers import job_view
-        from .models import JobSpec, parse
-
-        job, _ = await self.orchestrator.submit(parse(JobSpec, spec), self.user, drive=drive)
-        return job_view(job)
-
-    async def jobs(self) -> list[dict[str, Any]]:
-        from .handlers import job_view
-
-        return [job_view(j) for j in await self.store.list_jobs(self.user)]
-
-    async def job(self, job_id: str) -> dict[str, Any]:
-        from .handlers import job_view
-
-        return job_view(await self.store.get_job(job_id, self.user))
-
-    def _drives(self, job_id: str) -> bool:
-        return self._orchestrator is not None and job_id in self._orchestrator._drivers
-
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        from .backends.local import LocalBackend
-        from .handlers import job_view
-
-        if self._drives(job_id):
-            return job_view(await self.orchestrator.cancel(job_id, self.user))
-        # A job another process drives (a server, a detached run): record the request, which that
-        # process reads, and stop its running steps directly.
-        job = await self.store.get_job(job_id, self.user)
-        if job["status"] in ("queued", "running"):
-            await self.store.update_job(job_id, cancel_requested=1)
-            running = [s["handle"] for s in job["steps"] if s["status"] == "running" and s["handle"]]
-            backend = self.orchestrator.backends.get(job["backend"]) if running else None
-            if backend is not None:
-                local = isinstance(backend, LocalBackend)  # stops a process by its pid: needs no start
-                if not local:
-                    await backend.start()
-                try:
-                    for handle in running:
-                        await backend.cancel(handle)
-                finally:
-                    if not local:
-                        await backend.stop()
-        return job_view(await self.store.get_job(job_id))
-
-    async def delete(self, job_id: str) -> None:
-        await self.orchestrator.delete(job_id, self.user)
-
-    async def prune(self, older_than: str | None, keep: int | None, dry_run: bool = False) -> list[str]:
-        from .retention import parse_age
-
-        age = parse_age(older_than) if older_than is not None else None
-        deleted: list[str] = await self.orchestrator.prune(self.user, older_than=age, keep=keep, dry_run=dry_run)
-        return deleted
-
-    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
-        await self.store.get_job(job_id, self.user)
-        return [{k: a[k] for k in ("name", "step", "size", "mime")} for a in await self.store.artifacts(job_id)]
-
-    async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
-        import shutil
-
-        from . import executed_html
-
-        artifact = await self.store.artifact(job_id, name)
-        await executed_html.ensure(self.store, job_id, artifact)  # an HTML copy is made when first asked for
-        await asyncio.to_thread(shutil.copyfile, artifact["path"], target)
-        if progress is not None:
-            progress(artifact["size"])
-
-    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """Live from this process's orchestrator when it drives the job, else from the database."""
-        queue = self._orchestrator.hub.subscribe(job_id) if self._drives(job_id) else None
-        try:
-            while True:
-                backlog = await self.store.events(job_id, after, 5000)
-                for event in backlog:
-                    after = event["seq"]
-                    yield event
-                    if event["type"] == "job.end":
-                        return
-                if backlog:
-                    continue
-                if queue is not None and self._drives(job_id):
-                    await queue.get()
-                else:
-                    job = await self.store.get_job(job_id)
-                    if job["status"] in ("succeeded", "failed", "cancelled") and job["last_seq"] <= after:
-                        return
-                    await asyncio.sleep(0.25)  # another process writes the database: look again shortly
-        finally:
-            if queue is not None:
-                self._orchestrator.hub.unsubscribe(job_id, queue)
-
-
-def _local_user() -> str:
-    """`app.local_user` (the owner of this account's jobs), without importing the server."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
-
-
-async def open_session(args: argparse.Namespace, root_dir: str | Path | None = None) -> Any:
-    """The server if one is running (unless --local), else this process (nothing started)."""
-    from .client import find_server
-
-    session: Any = None
-    if not getattr(args, "local", False):
-        session = await find_server()
-    if session is None:
-        session = InProcess(root_dir, getattr(args, "backend", None))
     if isinstance(getattr(args, "job", None), str):
         try:
             args.job = await resolve_job(session, args.job)
         except BaseException:
-            await close_session(session)
+            await session.close()
             raise
     return session
 
 
-async def resolve_job(session: Any, given: str) -> str:
+async def resolve_job(session: Session, given: str) -> str:
     """A job id, or the start of one as Lab's titles show it (`a1b2c3`): the one job of yours
     whose id starts with it; several or none are said with the ids that would do."""
     if len(given) >= 12 or not given:
@@ -368,29 +78,23 @@ async def resolve_job(session: Any, given: str) -> str:
     raise ValidationError(f"{given!r} starts {len(matches)} job ids ({listed}); give more of the id")
 
 
-async def close_session(session: Any) -> None:
-    if isinstance(session, InProcess):
-        await session.close()
-
-
 # -- commands -------------------------------------------------------------------------------------------------------
 async def cmd_run(args: argparse.Namespace) -> int:
-    from .client import ServerClient
-
     path = Path(args.notebook).resolve()
     if path.is_dir():
         raise ValidationError(f"notebook: {args.notebook!r} is a folder; give the path of a notebook (.ipynb) in it")
     if not path.is_file():
         raise NotFound(f"notebook: {args.notebook!r} does not exist", field="notebook")
     session = await open_session(args, root_dir=path.parent)
-    if isinstance(session, ServerClient):
+    if session.url is not None:
         root = Path(session.root_dir or "/").resolve()
         if path.is_relative_to(root):
             notebook = path.relative_to(root).as_posix()
             print(f"submitting to the jupyter-ext server at {session.url}", file=sys.stderr)
         else:
             print(f"{path} is outside the running server's root {root}; running it here", file=sys.stderr)
-            session = InProcess(path.parent, args.backend)
+            await session.close()
+            session = InProcessSession(path.parent, args.backend)
             notebook = path.name
     else:
         notebook = path.name
@@ -404,20 +108,19 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         if not await _check_plan(session, notebook, args):
             return 2
-        if isinstance(session, InProcess):
-            if args.detach:
-                return await _detach(session, spec)
-            await session.start()
+        if args.detach and isinstance(session, InProcessSession):
+            return await _detach(session, spec)
+        await session.start()
         job = await session.submit(spec)
         if args.detach:
             print(job["id"])
             return 0
         return await follow(session, job, cancel_on_interrupt=True)
     finally:
-        await close_session(session)
+        await session.close()
 
 
-async def _check_plan(session: Any, notebook: str, args: argparse.Namespace) -> bool:
+async def _check_plan(session: Session, notebook: str, args: argparse.Namespace) -> bool:
     """Before anything runs: the planner's warnings on stderr (errors with --strict), its errors raised."""
     plan = await session.plan(notebook, args.backend)
     error = plan.get("error")
@@ -434,13 +137,13 @@ async def _check_plan(session: Any, notebook: str, args: argparse.Namespace) -> 
     return True
 
 
-async def _detach(session: InProcess, spec: dict[str, Any]) -> int:
+async def _detach(session: InProcessSession, spec: dict[str, Any]) -> int:
     """No server: store the job here (so every refusal is said now), then hand it to a background
     process that drives it to its end and outlives this command."""
     import subprocess
 
     job = await session.submit(spec, drive=False)
-    log_path = session.orchestrator.job_dir(job["id"]) / "driver.log"
+    log_path = session.orchestrator.layout.driver_log(job["id"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "jupyter_ext.cli", "_drive", job["id"]]
     if session.backend:
@@ -466,18 +169,15 @@ async def _detach(session: InProcess, spec: dict[str, Any]) -> int:
 
 async def cmd_drive(args: argparse.Namespace) -> int:
     """`_drive JOB` (internal, started by `run --detach` without a server): drive one stored job."""
-    session = InProcess(backend=args.backend)
+    session = InProcessSession(backend=args.backend)
     try:
-        job = await session.store.get_job(args.job)
-        await session.start(job["backend"])
-        session.orchestrator.drive(args.job)
-        job = await session.orchestrator.wait(args.job)
+        job = await session.drive(args.job)
         return 0 if job["status"] == "succeeded" else 1
     finally:
         await session.close()
 
 
-async def follow(session: Any, job: dict[str, Any], *, cancel_on_interrupt: bool, after: int = 0) -> int:
+async def follow(session: Session, job: dict[str, Any], *, cancel_on_interrupt: bool, after: int = 0) -> int:
     """Print the job's events until it ends; exit status 0 only if it succeeded."""
     renderer = Renderer()
     renderer.job(job)
@@ -504,8 +204,8 @@ async def follow(session: Any, job: dict[str, Any], *, cancel_on_interrupt: bool
         if cancel_on_interrupt:
             print(f"\ninterrupted: cancelling job {job['id']}", file=sys.stderr)
             await session.cancel(job["id"])
-            if isinstance(session, InProcess):
-                await session.orchestrator.wait(job["id"])
+            if isinstance(session, InProcessSession):  # this process drives it: see the cancel through
+                await session.wait(job["id"])
         else:
             print(f"\nstopped following; job {job['id']} keeps running", file=sys.stderr)
         return 130
@@ -519,7 +219,7 @@ async def cmd_ls(args: argparse.Namespace) -> int:
     try:
         jobs = await session.jobs()
     finally:
-        await close_session(session)
+        await session.close()
     if args.json:
         print(json.dumps(jobs, indent=2))
         return 0
@@ -533,26 +233,15 @@ async def cmd_ls(args: argparse.Namespace) -> int:
             (
                 j["id"],
                 j["name"][:30],
-                _status(j),
+                status_words(j),
                 j["backend"],
                 f"{done}/{len(j['steps'])}",
                 j["created"][:19].replace("T", " "),
-                _duration(j),
+                duration(j),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(table(rows))
     return 0
-
-
-def _status(job_or_step: dict[str, Any]) -> str:
-    """'queued (3rd in line)' while waiting for a slot, else the status."""
-    place = job_or_step.get("queue_position")
-    if job_or_step["status"] != "queued" or not place:
-        return str(job_or_step["status"])
-    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
-    return f"queued ({place}{suffix} in line)"
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -560,19 +249,17 @@ async def cmd_status(args: argparse.Namespace) -> int:
     try:
         job = await session.job(await resolve_job(session, args.job))
     finally:
-        await close_session(session)
+        await session.close()
     if args.json:
         print(json.dumps(job, indent=2))
         return 0
-    print(f"job {job['id']} ({job['name']}) on {job['backend']}: {_status(job)}, {_duration(job)}")
+    print(f"job {job['id']} ({job['name']}) on {job['backend']}: {status_words(job)}, {duration(job)}")
     if job.get("error") and job["status"] != "succeeded":
         print(f"  {job['error'].get('message', '')}")
     rows = [("STEP", "STATUS", "ATTEMPT", "DURATION")]
     for s in job["steps"]:
-        rows.append((s["name"], _status(s), str(s["attempt"]), _duration(s)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        rows.append((s["name"], status_words(s), str(s["attempt"]), duration(s)))
+    print(table(rows, indent="  "))
     return 0
 
 
@@ -591,7 +278,7 @@ async def cmd_rm(args: argparse.Namespace) -> int:
                 continue
             print(f"deleted job {job_id}")
     finally:
-        await close_session(session)
+        await session.close()
     return 1 if refused else 0
 
 
@@ -607,26 +294,11 @@ async def cmd_prune(args: argparse.Namespace) -> int:
     try:
         deleted = await session.prune(args.older_than, args.keep, args.dry_run)
     finally:
-        await close_session(session)
+        await session.close()
     verb = "would delete" if args.dry_run else "deleted"
     n = len(deleted)
     print(f"{verb} {n} finished job{'s' if n != 1 else ''}{': ' if deleted else ''}{' '.join(deleted)}")
     return 0
-
-
-def _duration(job: dict[str, Any]) -> str:
-    from datetime import datetime, timezone
-
-    if not job.get("started"):
-        return "-"
-    start = datetime.fromisoformat(job["started"].replace("Z", "+00:00"))
-    end = (
-        datetime.fromisoformat(job["finished"].replace("Z", "+00:00"))
-        if job.get("finished")
-        else datetime.now(timezone.utc)
-    )
-    seconds = int((end - start).total_seconds())
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
@@ -637,18 +309,14 @@ async def cmd_logs(args: argparse.Namespace) -> int:
             return await follow(session, job, cancel_on_interrupt=False, after=args.after)
         renderer = Renderer()
         renderer.job(job)
-        if isinstance(session, InProcess):
-            events = await session.store.events(args.job, args.after, 10**9)
-        else:
-            events = (await session.request("GET", f"jobs/{args.job}/events", after=args.after, limit=20000))["events"]
-        for event in events:
+        for event in await session.history(args.job, args.after):
             if args.json:
                 print(json.dumps(event))
             else:
                 renderer.event(event)
         return 0
     finally:
-        await close_session(session)
+        await session.close()
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
@@ -656,8 +324,8 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     try:
         job = await session.cancel(args.job)
     finally:
-        await close_session(session)
-    print(f"job {job['id']}: {job['status']}{' (cancelling)' if job['status'] in ('queued', 'running') else ''}")
+        await session.close()
+    print(f"job {job['id']}: {job['status']}{'' if job['status'] in TERMINAL else ' (cancelling)'}")
     return 0
 
 
@@ -686,7 +354,7 @@ async def cmd_artifacts(args: argparse.Namespace) -> int:
         print(f"saved {len(artifacts)} artifact(s) to {out}", file=sys.stderr)
         return 0
     finally:
-        await close_session(session)
+        await session.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

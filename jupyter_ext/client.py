@@ -1,4 +1,5 @@
-"""A small async client of the jupyter-ext REST/WebSocket API (used by the CLI and the magic).
+"""`ServerSession`: the `Session` (session.py) of a running jupyter-ext server, over its REST API
+and WebSocket stream (used by the CLI and the magic).
 
 Finds a running server by itself: `JUPYTER_EXT_SERVER_URL` (+ `JUPYTER_EXT_TOKEN`), else
 the servers `jupyter server list` knows, keeping the first that answers our `info` route.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,18 +18,21 @@ from urllib.parse import quote, urlencode
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
+from .contract import TERMINAL
 from .errors import BackendError, Conflict, Forbidden, JupyterExtError, NotFound, ValidationError
 
 _BY_STATUS: dict[int, type[JupyterExtError]] = {400: ValidationError, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
-class ServerClient:
-    """Talks to one jupyter-ext server (url ends with '/'; token from the server list or env)."""
+class ServerSession:
+    """Talks to one jupyter-ext server (url ends with '/'; token from the server list or env).
+    `info()` (which `find_server` calls) learns whose jobs it sees (`user`)."""
 
-    def __init__(self, url: str, token: str = "", root_dir: str | None = None) -> None:
+    def __init__(self, url: str, token: str = "", root_dir: str | Path | None = None) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.token = token
-        self.root_dir = root_dir
+        self.root_dir = Path(root_dir) if root_dir else None
+        self.user = ""
         self.http = AsyncHTTPClient()
 
     def api(self, path: str, **query: Any) -> str:
@@ -59,7 +63,15 @@ class ServerClient:
         return json.loads(resp.body) if resp.body else None
 
     async def info(self) -> dict[str, Any]:
-        return await self.request("GET", "info")
+        info: dict[str, Any] = await self.request("GET", "info")
+        self.user = str(info.get("user") or "")
+        return info
+
+    async def start(self, backend: str | None = None) -> None:
+        """Nothing to start: the server runs the jobs."""
+
+    async def close(self) -> None:
+        """Nothing to close: the HTTP client is shared by the event loop (tornado's AsyncHTTPClient)."""
 
     async def upload(self, data: bytes) -> str:
         """Send a file to the server (streamed there to disk); returns its upload id."""
@@ -102,7 +114,9 @@ class ServerClient:
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         return (await self.request("GET", f"jobs/{quote(job_id)}/artifacts"))["artifacts"]
 
-    async def download(self, job_id: str, name: str, target: Path, progress: Any = None) -> None:
+    async def download(
+        self, job_id: str, name: str, target: Path, progress: Callable[[int], Any] | None = None
+    ) -> None:
         out = await asyncio.to_thread(open, target, "wb")
         try:
 
@@ -156,8 +170,18 @@ class ServerClient:
             finally:
                 conn.close()
             job = await self.job(job_id)
-            if job["status"] in ("succeeded", "failed", "cancelled") and job["last_seq"] <= after:
+            if job["status"] in TERMINAL and job["last_seq"] <= after:
                 return
+
+    async def history(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The events with seq > after stored so far, read page by page."""
+        events: list[dict[str, Any]] = []
+        while True:
+            page = await self.request("GET", f"jobs/{quote(job_id)}/events", after=after, limit=20000)
+            events.extend(page["events"])
+            if not page["events"] or page["done"]:
+                return events
+            after = page["events"][-1]["seq"]
 
 
 def running_servers() -> list[dict[str, Any]]:
@@ -182,15 +206,19 @@ def running_servers() -> list[dict[str, Any]]:
     return found
 
 
-async def find_server() -> ServerClient | None:
-    """The jupyter-ext server to talk to, or None when none is running."""
+async def find_server(search: bool = True) -> ServerSession | None:
+    """The jupyter-ext server to talk to: the one `JUPYTER_EXT_SERVER_URL` names (a server sets it
+    for its kernels), else (with `search`) the first of `running_servers()` that answers; None
+    when there is none."""
     url = os.environ.get("JUPYTER_EXT_SERVER_URL")
     if url:
-        client = ServerClient(url, os.environ.get("JUPYTER_EXT_TOKEN", ""), os.environ.get("JUPYTER_EXT_ROOT_DIR"))
+        client = ServerSession(url, os.environ.get("JUPYTER_EXT_TOKEN", ""), os.environ.get("JUPYTER_EXT_ROOT_DIR"))
         await client.info()  # fail loudly: the user asked for this server
         return client
+    if not search:
+        return None
     for server in running_servers():
-        client = ServerClient(server["url"], server.get("token", ""), server.get("root_dir"))
+        client = ServerSession(server["url"], server.get("token", ""), server.get("root_dir"))
         try:
             await client.info()
         except (JupyterExtError, OSError):

@@ -13,8 +13,12 @@ import asyncio
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .records import ArtifactRecord
 
 NAME = "executed.html"
 SOURCE = "executed.ipynb"
@@ -23,7 +27,7 @@ _lock = threading.Lock()  # one render at a time: nbconvert's exporter is not sh
 _exporter: Any = None
 
 
-def is_deferred(artifact: dict[str, Any]) -> bool:
+def is_deferred(artifact: Mapping[str, Any]) -> bool:
     """Whether this artifact is an executed notebook's HTML copy (made on demand)."""
     return str(artifact.get("name", "")).endswith(NAME) and Path(str(artifact.get("path", ""))).name == NAME
 
@@ -58,7 +62,7 @@ def render(target: Path) -> int:
         return target.stat().st_size
 
 
-async def ensure(store: Any, job_id: str, artifact: dict[str, Any]) -> None:
+async def ensure(store: Any, job_id: str, artifact: ArtifactRecord) -> None:
     """Make a deferred HTML artifact's file if it is not there yet, and record its size (the
     artifact list said 0 until now). Anything else is left as it is."""
     path = Path(artifact["path"])

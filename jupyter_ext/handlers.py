@@ -3,7 +3,11 @@
 Every route is authenticated and authorized by jupyter-server (`@web.authenticated` +
 `@authorized`, `@ws_authenticated` for the stream), POST/DELETE carry jupyter-server's XSRF
 check, and a user only ever sees their own jobs (another user's job id answers 404). Our
-exceptions become HTTP responses in exactly one place, `write_error`.
+exceptions become HTTP responses in exactly one place, `write_error`. What the routes answer is
+made elsewhere: jobs and plans in views.py, a job's event stream in follow.py.
+
+Why this module is long: it is the whole HTTP surface, one short class per route of openapi.yaml
+(read side by side with it), plus the one base class that streams, limits and refuses bodies.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import os
 import re
 import uuid
-from pathlib import Path
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
@@ -24,8 +28,11 @@ from tornado import web, websocket
 from tornado.http1connection import HTTP1Connection
 
 from . import __version__, executed_html
+from .contract import TERMINAL
 from .errors import Forbidden, JupyterExtError, NotFound, TooLarge, ValidationError, cut, shown
-from .models import MAX_DEPTH, Job, JobSpec, PlanSpec, Status, Step, depth_problem, parse
+from .models import JobSpec, PlanSpec, parse
+from .users import local_user
+from .views import artifact_view, job_view, plan_view, safe_job_view
 
 if TYPE_CHECKING:
     from .app import JupyterExt
@@ -37,100 +44,6 @@ CHUNK = 256 * 1024
 MAX_INT = 2**63 - 1
 
 
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def job_view(job: dict[str, Any]) -> dict[str, Any]:
-    """Store record -> API `Job`."""
-    steps = [
-        Step(
-            name=s["name"],
-            status=Status(s["status"]),
-            after=s["spec"].get("after", []),
-            resources=s["spec"].get("resources", {}),
-            cells=s["spec"].get("cells", []),
-            attempt=s["attempt"],
-            retries=s["spec"].get("retries", 0),
-            timeout=s["spec"].get("timeout"),
-            started=iso(s["started"]),
-            finished=iso(s["finished"]),
-            exit_code=s["exit_code"],
-            error=s["error"],
-            reused_from=s["spec"].get("reused_from"),
-            queue_position=s.get("queue_position") if s["status"] == "queued" else None,
-        )
-        for s in job["steps"]
-    ]
-    waiting = [s.queue_position for s in steps if s.queue_position is not None]
-    return Job(
-        id=job["id"],
-        name=job["name"],
-        notebook=job["notebook"],
-        user=job["user"],
-        backend=job["backend"],
-        status=Status(job["status"]),
-        parameters=job["parameters"],
-        created=iso(job["created"]) or "",
-        started=iso(job["started"]),
-        finished=iso(job["finished"]),
-        error=job["error"],
-        last_seq=job["last_seq"],
-        queue_position=min(waiting, default=None),
-        steps=steps,
-    ).model_dump(mode="json")
-
-
-def safe_job_view(job: dict[str, Any], log: Any) -> dict[str, Any] | None:
-    """`job_view`, for any stored row: a row that cannot be shown as it is (e.g. parameters nested
-    deeper than the API can serialize, stored before the edge refused them) is shown repaired, with
-    a log line; the row itself is kept. None only if not even its id can be shown."""
-    try:
-        return job_view(job)
-    except Exception as exc:  # noqa: BLE001 - any stored row must not break the list
-        log.warning("jupyter-ext: job %s cannot be shown as stored (%s); showing it repaired", job.get("id"), exc)
-    try:
-        return job_view(_repaired(job))
-    except Exception:  # noqa: BLE001
-        log.exception("jupyter-ext: job %s cannot be shown even repaired; left out of the answer", job.get("id"))
-        return None
-
-
-def _repaired(job: dict[str, Any]) -> dict[str, Any]:
-    """A stored job with what cannot be shown replaced by words saying so."""
-
-    def value(v: Any) -> Any:
-        problem = depth_problem(v, MAX_DEPTH)
-        return f"<not shown: {problem}>" if problem else v
-
-    def obj(v: Any) -> dict[str, Any] | None:
-        if v is None or (isinstance(v, dict) and not depth_problem(v, MAX_DEPTH)):
-            return v
-        return {"message": cut(str(v) if not isinstance(v, (dict, list)) else "<not shown>", 1000)}
-
-    out = dict(job)
-    params = job.get("parameters")
-    out["parameters"] = {str(k): value(v) for k, v in params.items()} if isinstance(params, dict) else {}
-    out["error"] = obj(job.get("error"))
-    steps = []
-    for s in job.get("steps") or []:
-        step = dict(s)
-        spec = step.get("spec")
-        step["spec"] = {k: value(v) for k, v in spec.items()} if isinstance(spec, dict) else {}
-        if depth_problem(step["spec"].get("reused_from"), MAX_DEPTH) or not isinstance(
-            step["spec"].get("reused_from"), (dict, type(None))
-        ):
-            step["spec"]["reused_from"] = None
-        step["error"] = obj(step.get("error"))
-        steps.append(step)
-    out["steps"] = steps
-    return out
-
-
 def owner_of(handler: JupyterHandler) -> str:
     """Whose jobs a request sees. Under JupyterHub each hub user; in a personal server, the
     account running it (jupyter-server's own user names are random per start)."""
@@ -140,8 +53,6 @@ def owner_of(handler: JupyterHandler) -> str:
         if not name:
             raise Forbidden("could not tell who you are")
         return str(name)
-    from .app import local_user
-
     return local_user()
 
 
@@ -439,7 +350,7 @@ class EventsHandler(_Base):
         job = await self.ext.store.get_job(job_id, self.owner)
         events = await self.ext.store.events(job_id, after, limit)
         last = events[-1]["seq"] if events else after
-        done = job["status"] in {"succeeded", "failed", "cancelled"} and last >= job["last_seq"]
+        done = job["status"] in TERMINAL and last >= job["last_seq"]
         self.finish({"events": events, "last_seq": job["last_seq"], "done": done})
 
 
@@ -450,7 +361,7 @@ class ArtifactsHandler(_Base):
         """The job's artifacts: executed notebook, its HTML, cell images, files the steps wrote."""
         await self.ext.store.get_job(job_id, self.owner)
         artifacts = await self.ext.store.artifacts(job_id)
-        self.finish({"artifacts": [{k: a[k] for k in ("name", "step", "size", "mime")} for a in artifacts]})
+        self.finish({"artifacts": [artifact_view(a) for a in artifacts]})
 
 
 class ArtifactHandler(_Base):
@@ -462,10 +373,8 @@ class ArtifactHandler(_Base):
             raise ValidationError(f"name: {name!r} is not an artifact name; names have no '/' or '..'", field="name")
         await self.ext.store.get_job(job_id, self.owner)
         artifact = await self.ext.store.artifact(job_id, name)
-        path, job_dir = await asyncio.to_thread(
-            lambda: (Path(artifact["path"]).resolve(), self.ext.orchestrator.job_dir(job_id).resolve())
-        )
-        if not path.is_relative_to(job_dir):
+        path = await asyncio.to_thread(self.ext.orchestrator.layout.artifact_file, job_id, artifact["path"])
+        if path is None:
             raise NotFound(f"artifact {name!r} is not stored with job {job_id!r}", field="name")
         mime = artifact["mime"]
         inline = self.get_argument("inline", "0") in ("1", "true") and mime.startswith("image/")
@@ -508,49 +417,7 @@ class PlanHandler(_Base):
         relative = spec.notebook
         orchestrator = self.ext.orchestrator
         backend_name, _ = orchestrator.backend_named(spec.backend)
-        self.finish(await asyncio.to_thread(_plan_view, orchestrator, relative, backend_name))
-
-
-def _plan_view(orchestrator: Any, relative: str, backend_name: str) -> dict[str, Any]:
-    """The body of `POST plan` (runs in a thread: it reads and parses the notebook)."""
-    from .notebook import plan_notebook
-    from .notebook.parameters import notebook_parameters
-
-    _, nb = orchestrator.read_notebook(relative)
-    ids = [cell.get("id") for cell in nb.cells]
-    body: dict[str, Any] = {
-        "notebook": relative,
-        "backend": backend_name,
-        "steps": [],
-        "parameters": notebook_parameters(nb),
-        "warnings": [],
-        "single": False,
-        "error": None,
-    }
-    try:
-        plan = plan_notebook(nb)
-        orchestrator.check_kernel(nb, backend_name)
-        for planned in plan.steps:
-            orchestrator.check_resources(
-                orchestrator.backends[backend_name], planned.name, planned.resources, planned.asked
-            )
-    except JupyterExtError as exc:
-        body["error"] = exc.to_dict()
-        return body
-    body["single"] = plan.single
-    body["warnings"] = plan.warnings
-    body["steps"] = [
-        {
-            "name": s.name,
-            "after": list(s.after),
-            "cells": [{"index": i, "id": ids[i]} for i in s.cells],
-            "resources": s.resources.model_dump(),
-            "timeout": s.timeout,
-            "retries": s.retries,
-        }
-        for s in plan.steps
-    ]
-    return body
+        self.finish(await asyncio.to_thread(plan_view, orchestrator, relative, backend_name))
 
 
 class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
@@ -589,37 +456,16 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
         super().write_error(status_code, **kwargs)
 
     def open(self, job_id: str) -> None:
-        self.queue = self.ext.orchestrator.hub.subscribe(job_id)
         self.pump = asyncio.create_task(self._pump())
 
-    async def _send(self, events: list[dict[str, Any]]) -> bool:
-        """Send events newer than what was sent; True once job.end went out."""
-        for event in events:
-            if event["seq"] <= self.after:
-                continue
-            await self.write_message(json.dumps(event))
-            self.after = event["seq"]
-            if event["type"] == "job.end":
-                return True
-        return False
-
     async def _pump(self) -> None:
+        """The job's events after `after`, the backlog then live (Orchestrator.follow), then close."""
         try:
-            while True:  # backlog, page by page
-                backlog = await self.ext.store.events(self.job_id, self.after, 2000)
-                if not backlog:
-                    break
-                if await self._send(backlog):
-                    self.close(1000, "job ended")
-                    return
-            job = await self.ext.store.get_job(self.job_id)
-            if job["status"] in ("succeeded", "failed", "cancelled") and self.after >= job["last_seq"]:
-                self.close(1000, "job ended; nothing after this seq")  # resumed past job.end
-                return
-            while True:
-                if await self._send(await self.queue.get()):
-                    self.close(1000, "job ended")
-                    return
+            async with aclosing(self.ext.orchestrator.follow(self.job_id, self.after)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        await self.write_message(json.dumps(event))
+            self.close(1000, "job ended")
         except websocket.WebSocketClosedError:
             pass
         except Exception as exc:  # noqa: BLE001 - a stream that cannot go on says so and closes
@@ -630,8 +476,6 @@ class EventStreamHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHand
         """Clients only listen; anything they send is ignored."""
 
     def on_close(self) -> None:
-        if hasattr(self, "queue"):
-            self.ext.orchestrator.hub.unsubscribe(self.job_id, self.queue)
         if hasattr(self, "pump"):
             self.pump.cancel()
 
@@ -654,12 +498,26 @@ class NoRouteHandler(_Base):
     post = put = delete = patch = get
 
 
+class TagCheckHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """What a notebook's tags say, from the cells and metadata the Lab holds now (unsaved
+        edits included): each cell's step, every tag problem naming the cell and the tag, the
+        steps with their resources and edges; with `edit`, what saving the step editor's form
+        would write and what is wrong with it. The Lab keeps no second copy of the grammar."""
+        from .notebook.check import check_notebook
+
+        self.finish(await asyncio.to_thread(check_notebook, self.body()))
+
+
 _JOB = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
 
 handlers: list[tuple[str, type]] = [
     (rf"{API}/info", InfoHandler),
     (rf"{API}/jobs", JobsHandler),
     (rf"{API}/plan", PlanHandler),
+    (rf"{API}/tags/check", TagCheckHandler),
     (rf"{API}/uploads", UploadHandler),
     (rf"{API}/jobs/prune", PruneHandler),  # before jobs/{id}: no job id is 'prune'
     (rf"{API}/jobs/{_JOB}", JobHandler),

@@ -11,7 +11,8 @@ Then, for each user, before KubeSpawner creates the user's pod:
    token mounted (the extension in the pod talks to the API server).
 2. ``modify_pod_hook`` (`modify_pod`), where the namespace is final (after profiles and
    ``enable_user_namespaces``): create-or-patch, in the pod's namespace, the ServiceAccount,
-   a Role allowing exactly what the kubernetes backend does (``ROLE_RULES``, the Role of
+   a Role allowing exactly what the kubernetes backend does (``ROLE_RULES`` of
+   backends/kubernetes/rbac.py, the one table its RBAC preflight reads too; the Role of
    docs/kubernetes.md) and a RoleBinding; then the environment the extension reads
    (backend, namespace, the user's image, home claim, artifact store, service account).
 
@@ -30,22 +31,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.k8s_manifests import DEFAULT_HOME_MOUNT, LABEL_USER
+from .backends.kubernetes.manifests import DEFAULT_HOME_MOUNT, LABEL_USER
+from .backends.kubernetes.rbac import ROLE_RULES
 from .backends.slugs import label_value, safe_slug
 
 log = logging.getLogger(__name__)
 
-#: The Role of docs/kubernetes.md (a test keeps the two equal): what the kubernetes backend calls.
-#: SelfSubjectAccessReviews (the backend's RBAC preflight) are cluster-scoped, so no Role can grant
-#: them: Kubernetes allows them to every authenticated account (ClusterRole system:basic-user).
-ROLE_RULES: list[dict[str, list[str]]] = [
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "delete"]},
-    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get", "list"]},
-]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyter-ext-hub"}
 NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the user's container
 
@@ -102,7 +93,7 @@ def extension_env(
     home_rwo: bool = True,
     artifact_store: str | None = None,
 ) -> dict[str, str]:
-    """The environment the extension reads in the user's server (see backends/kubernetes.py)."""
+    """The environment the extension reads in the user's server (see backends/kubernetes/backend.py)."""
     env = {
         "JUPYTER_EXT_BACKEND": "kubernetes",
         "JUPYTER_EXT_NAMESPACE": namespace,

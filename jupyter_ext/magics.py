@@ -23,16 +23,19 @@ import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
+from .contract import TERMINAL
 from .errors import JupyterExtError, ValidationError
 from .magic_args import parse_remote_args
 
+if TYPE_CHECKING:
+    from .session import Session
+
 T = TypeVar("T")
-TERMINAL = ("succeeded", "failed", "cancelled")
 UPLOAD_OVER = 1024 * 1024  # bytes of a pickled --in value above which it is uploaded separately
 # Libraries whose version matters for unpickling; compared when present on both sides.
 CHECKED = ("cloudpickle", "numpy", "pandas", "sklearn", "torch", "scipy", "polars", "pyarrow")
@@ -87,14 +90,6 @@ def check_versions(expected: dict[str, str]) -> None:
 RED, RESET = "\x1b[31m", "\x1b[39m"
 
 
-def _where(message: str) -> str:
-    """The job's words name the remote cell by its place in the one-cell job notebook ("cell 1 raised"),
-    which is not where it is in the user's notebook; call it what the user sees."""
-    import re
-
-    return re.sub(r"^cell \d+ raised", "the %%remote cell raised", message)
-
-
 class RemoteError(Exception):
     """The remote cell raised. IPython shows the remote traceback (as the remote kernel sent it,
     ANSI colours included) in place of this kernel's frames; str() is the remote error's own text."""
@@ -133,7 +128,9 @@ def remote_exception(error: dict[str, Any], job_id: str, status: str = "failed")
         cancelled = RemoteCancelled(f"job {job_id} cancelled")
         cancelled.job_id, cancelled.ename = job_id, "cancelled"
         return cancelled
-    message = _where(str(error.get("message") or ""))
+    from .reasons import remote_cell_words
+
+    message = remote_cell_words(error)
     ename, evalue = error.get("ename") or "", str(error.get("evalue") or "")
     text = evalue or message or f"job {job_id} {status}"
     exc: RemoteError | None = None
@@ -241,32 +238,27 @@ class RemoteMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.loop = _Loop()
-        self._session: Any = None
+        self._session: Session | None = None
         self.jobs: list[RemoteJob] = []
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session:
         if self._session is None:
             self._session = self.loop.call(self._open())
         return self._session
 
-    async def _open(self) -> Any:
-        from .cli import InProcess
-        from .client import ServerClient
+    async def _open(self) -> Session:
+        """The server that started this kernel (it says where in JUPYTER_EXT_SERVER_URL), else this
+        process; no other running server is looked for."""
+        from .session import open_session
 
-        url = os.environ.get("JUPYTER_EXT_SERVER_URL")
-        if url:
-            client = ServerClient(url, os.environ.get("JUPYTER_EXT_TOKEN", ""), os.environ.get("JUPYTER_EXT_ROOT_DIR"))
-            await client.info()
-            return client
-        session = InProcess(os.getcwd())
+        session = await open_session(search=False, root_dir=os.getcwd())
         await session.start()
         return session
 
     def _workdir(self) -> str:
         """The kernel's folder relative to the server root ('' when it is the root or outside it)."""
-        session = self.session
-        root = getattr(session, "root_dir", None) or getattr(getattr(session, "orchestrator", None), "root_dir", None)
+        root = self.session.root_dir
         if not root:
             return ""
         try:
@@ -278,7 +270,7 @@ class RemoteMagics(Magics):
     def _spec(self, args: Any, cell: str) -> dict[str, Any]:
         import cloudpickle
 
-        from .notebook.handoff import type_name
+        from .notebook.handoff_io import type_name
 
         assert self.shell is not None
         inputs = {}
@@ -293,8 +285,8 @@ class RemoteMagics(Magics):
                     f"--in: cannot send {name!r} ({type_name(value)}): {type(exc).__name__}: {exc}; "
                     "create it inside the remote cell instead"
                 ) from None
-            if len(data) > UPLOAD_OVER and hasattr(self.session, "upload"):
-                # Large values stream to the server's store first instead of riding in the job spec.
+            if len(data) > UPLOAD_OVER:
+                # Large values are kept as files for the job first instead of riding in the job spec.
                 inputs[name] = "upload:" + self.loop.call(self.session.upload(data))
             else:
                 inputs[name] = base64.b64encode(data).decode()
@@ -337,7 +329,8 @@ class RemoteMagics(Magics):
 
     def _run_in_cell(self, handle: RemoteJob) -> None:
         """Show the job's outputs here as they arrive; an interrupt cancels the job."""
-        status = _Status(handle, cancellable=not hasattr(self.session, "orchestrator"))
+        # The status line's Cancel button calls the server; in this process only an interrupt can.
+        status = _Status(handle, cancellable=self.session.url is not None)
         status.show()
         try:
             _pump(handle, status)

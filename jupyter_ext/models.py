@@ -19,9 +19,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import quantity
+from .contract import EVENT_VERSION, TERMINAL
 from .errors import ValidationError, shown
-
-EVENT_VERSION = 1
 
 #: Bounds on what a request may carry, checked at the edge (a clear 400 naming the field, not a
 #: 500 later or minutes spent injecting a parameter).
@@ -46,10 +45,8 @@ class Status(str, Enum):
 
     @property
     def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.not_run})
+        """Never changes again (contract.TERMINAL)."""
+        return self.value in TERMINAL
 
 
 def check_path(value: str, field: str) -> str:

@@ -49,10 +49,15 @@ def parse_age(value: object, field: str = "older_than") -> float:
 
 
 def parse_keep(value: object, field: str = "keep") -> int:
-    """How many finished jobs to keep: a whole number, 0 or more."""
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+    """How many finished jobs to keep: a whole number, 0 or more (JSON's 5.0 too, or the text '5')."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,10}\s*", value):
+        number = int(value)
+    else:
         raise ValidationError(f"{field}: expected a whole number of jobs, 0 or more", field=field)
-    number = int(value)
     if not 0 <= number <= 10**9:
         raise ValidationError(f"{field}: expected a whole number of jobs, 0 or more", field=field)
     return number

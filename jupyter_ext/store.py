@@ -4,7 +4,7 @@
 dedicated thread so the server's event loop never waits on the disk. Events get a per-job
 `seq` inside the same transaction that records how many runner events of the step attempt
 were consumed (`steps.consumed`), so resuming a stream after a crash or from two readers at
-once can neither skip nor duplicate an event.
+once can neither skip nor duplicate an event. Rows come back as records.py's typed dicts.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from .contract import EVENT_VERSION
 from .errors import Conflict, NotFound
+from .records import ArtifactRecord, FinishedJob, JobRecord
 
 SCHEMA_VERSION = 2  # 2: steps.queue_position
 WAL_SIZE_LIMIT = 4 * 2**20
@@ -139,19 +142,16 @@ class Store:
                 (str(SCHEMA_VERSION),),
             )
 
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
-
-        def __exit__(self, exc_type: Any, *_: Any) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> Store._Tx:
-        return Store._Tx(self.db)
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed at the end of the block, rolled back if it raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -168,7 +168,7 @@ class Store:
         return out
 
     # -- jobs ---------------------------------------------------------------------------------------
-    def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[JobRecord, bool]:
         """Insert a job with its steps. With an idempotency key already used by this user,
         return the existing job instead (created=False)."""
         with self._tx() as db:
@@ -209,7 +209,7 @@ class Store:
                 )
         return self._job(job["id"]), True
 
-    def _job(self, job_id: str) -> dict[str, Any]:
+    def _job(self, job_id: str) -> JobRecord:
         job = self._row(self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone(), _JSON_JOB)
         if job is None:
             raise NotFound(f"no job {job_id!r}; `jupyter-ext ls` lists your jobs", field="id")
@@ -217,9 +217,9 @@ class Store:
             self._row(r, _JSON_STEP)
             for r in self.db.execute("SELECT * FROM steps WHERE job_id=? ORDER BY position", (job_id,))
         ]
-        return job
+        return cast(JobRecord, job)
 
-    def get_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+    def get_job(self, job_id: str, user: str | None = None) -> JobRecord:
         """The job with its steps; NotFound (never Forbidden, so ids do not leak) for another user's."""
         job = self._job(job_id)
         if user is not None and job["user"] != user:
@@ -228,7 +228,7 @@ class Store:
 
     def list_jobs(
         self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRecord]:
         query = "SELECT id FROM jobs"
         args: list[Any] = []
         where = []
@@ -245,7 +245,7 @@ class Store:
         args.append(limit)
         return [self._job(r["id"]) for r in self.db.execute(query, args).fetchall()]
 
-    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+    def update_job(self, job_id: str, **fields: Any) -> JobRecord:
         if fields:
             for key in _JSON_JOB:
                 if key in fields and fields[key] is not None:
@@ -285,7 +285,7 @@ class Store:
                 [(position, job_id, step) for (job_id, step), position in positions.items()],
             )
 
-    def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+    def delete_job(self, job_id: str, user: str | None = None) -> JobRecord:
         job = self.get_job(job_id, user)
         if job["status"] in ("queued", "running"):
             raise Conflict(f"job {job_id!r} is {job['status']}; cancel it first (`jupyter-ext cancel {job_id}`)")
@@ -294,7 +294,7 @@ class Store:
         self._free_pages()
         return job
 
-    def finished_jobs(self, user: str | None = None) -> list[dict[str, Any]]:
+    def finished_jobs(self, user: str | None = None) -> list[FinishedJob]:
         """Every finished job (id, user, created, finished, status), newest first: what retention
         chooses from. Queued and running jobs are never listed."""
         query = "SELECT id, user, created, finished, status FROM jobs WHERE status NOT IN ('queued', 'running')"
@@ -302,7 +302,7 @@ class Store:
         if user is not None:
             query += " AND user=?"
             args.append(user)
-        return [dict(r) for r in self.db.execute(query + " ORDER BY created DESC", args)]
+        return [cast(FinishedJob, dict(r)) for r in self.db.execute(query + " ORDER BY created DESC", args)]
 
     # -- disk space ---------------------------------------------------------------------------------
     def _free_pages(self) -> None:
@@ -381,7 +381,7 @@ class Store:
                     consumed = n
                 seq += 1
                 body = {k: v for k, v in event.items() if k != "n"}
-                body.update(v=1, job=job_id, seq=seq)
+                body.update(v=EVENT_VERSION, job=job_id, seq=seq)
                 body.setdefault("ts", time.time())
                 body.setdefault("step", step)
                 if body["type"] == "artifact" and "path" in body:
@@ -402,19 +402,12 @@ class Store:
         step = event.get("step") or "main"
         name = artifact_name(step, event["path"], single)
         location = event.get("location") or event["path"]
+        size, mime = int(event.get("size", 0)), event.get("mime", "application/octet-stream")
         db.execute(
             "INSERT INTO artifacts (job_id, name, step, path, size, mime, created) VALUES (?,?,?,?,?,?,?) "
             "ON CONFLICT(job_id, name) DO UPDATE SET path=excluded.path, size=excluded.size, "
             "mime=excluded.mime, step=excluded.step, created=excluded.created",
-            (
-                job_id,
-                name,
-                step,
-                location,
-                int(event.get("size", 0)),
-                event.get("mime", "application/octet-stream"),
-                event.get("ts", time.time()),
-            ),
+            (job_id, name, step, location, size, mime, event.get("ts", time.time())),
         )
         return name
 
@@ -425,21 +418,21 @@ class Store:
         return [json.loads(r["body"]) for r in rows]
 
     # -- artifacts -------------------------------------------------------------------------------------
-    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+    def artifacts(self, job_id: str) -> list[ArtifactRecord]:
         rows = self.db.execute(
             "SELECT name, step, path, size, mime, created FROM artifacts WHERE job_id=? ORDER BY step, name", (job_id,)
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [cast(ArtifactRecord, dict(r)) for r in rows]
 
     def set_artifact_size(self, job_id: str, name: str, size: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE artifacts SET size=? WHERE job_id=? AND name=?", (size, job_id, name))
 
-    def artifact(self, job_id: str, name: str) -> dict[str, Any]:
+    def artifact(self, job_id: str, name: str) -> ArtifactRecord:
         row = self.db.execute("SELECT * FROM artifacts WHERE job_id=? AND name=?", (job_id, name)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id!r} has no artifact {name!r}; list them with GET .../artifacts", field="name")
-        return dict(row)
+        return cast(ArtifactRecord, dict(row))
 
 
 class AsyncStore:
@@ -453,24 +446,24 @@ class AsyncStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    async def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[JobRecord, bool]:
         return await self.call(self.sync.create_job, job, steps)
 
-    async def get_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+    async def get_job(self, job_id: str, user: str | None = None) -> JobRecord:
         return await self.call(self.sync.get_job, job_id, user)
 
     async def list_jobs(
         self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRecord]:
         return await self.call(self.sync.list_jobs, user, limit, statuses)
 
-    async def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+    async def update_job(self, job_id: str, **fields: Any) -> JobRecord:
         return await self.call(self.sync.update_job, job_id, **fields)
 
     async def update_step(self, job_id: str, name: str, **fields: Any) -> bool:
         return await self.call(self.sync.update_step, job_id, name, **fields)
 
-    async def delete_job(self, job_id: str, user: str | None = None) -> dict[str, Any]:
+    async def delete_job(self, job_id: str, user: str | None = None) -> JobRecord:
         return await self.call(self.sync.delete_job, job_id, user)
 
     async def mark_started(self, job_id: str, when: float) -> bool:
@@ -479,7 +472,7 @@ class AsyncStore:
     async def set_queue_positions(self, positions: dict[tuple[str, str], int | None]) -> None:
         await self.call(self.sync.set_queue_positions, positions)
 
-    async def finished_jobs(self, user: str | None = None) -> list[dict[str, Any]]:
+    async def finished_jobs(self, user: str | None = None) -> list[FinishedJob]:
         return await self.call(self.sync.finished_jobs, user)
 
     async def reclaim(self) -> dict[str, int]:
@@ -491,10 +484,10 @@ class AsyncStore:
     async def events(self, job_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
         return await self.call(self.sync.events, job_id, after, limit)
 
-    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+    async def artifacts(self, job_id: str) -> list[ArtifactRecord]:
         return await self.call(self.sync.artifacts, job_id)
 
-    async def artifact(self, job_id: str, name: str) -> dict[str, Any]:
+    async def artifact(self, job_id: str, name: str) -> ArtifactRecord:
         return await self.call(self.sync.artifact, job_id, name)
 
     async def set_artifact_size(self, job_id: str, name: str, size: int) -> None:

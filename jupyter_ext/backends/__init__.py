@@ -1,5 +1,5 @@
 """Where steps run. `base.Backend` is the contract; `local` runs processes, `kubernetes` Jobs."""
 
-from .base import Backend, Outcome, StepLaunch
+from .base import Backend, Handle, Outcome, StepLaunch
 
-__all__ = ["Backend", "Outcome", "StepLaunch"]
+__all__ = ["Backend", "Handle", "Outcome", "StepLaunch"]

@@ -1,19 +1,24 @@
 """The Backend contract: submit a step attempt, stream its runner events, learn how it ended.
 
 The orchestrator owns job and step state; a backend only runs one attempt of one step at a
-time per handle and reports what happened. Handles are JSON-able dicts stored with the step,
-so a restarted server can `adopt` them and resume the event stream where it stopped.
+time per handle and reports what happened. A `Handle` (a pydantic model: the common fields here,
+each backend's own in its subclass) is stored with the step as flat JSON, so a restarted server
+can `adopt` it and resume the event stream where it stopped. `events` yields batches of runner
+events and ends with the attempt's `Outcome`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from ..contract import HANDOFF_IN_ENV, REASONS
 from ..models import Resources
 
 
@@ -34,6 +39,14 @@ class StepLaunch:
     kernel: str | None = None
     timeout: float | None = None
     html: bool = True  # keep an HTML copy of the executed notebook (not for single cells)
+    # Input variable -> the file on the server holding its pickled value (a producing step's
+    # hand-off output, or a cell job's input). The backend makes it reach the step's process.
+    handoff_in: dict[str, str] = field(default_factory=dict)
+
+
+def handoff_env(handoff_in: dict[str, str]) -> dict[str, str]:
+    """The runner's `HANDOFF_IN_ENV` for these inputs (paths as the step's process sees them)."""
+    return {HANDOFF_IN_ENV: json.dumps(handoff_in)} if handoff_in else {}
 
 
 def runner_argv(
@@ -63,22 +76,54 @@ def runner_argv(
     return argv
 
 
-@dataclass
+class Handle(BaseModel):
+    """Where one attempt runs, as stored with its step (flat JSON: what older servers stored reads too).
+
+    Backends subclass it with their own fields (`LocalHandle`: a process; `KubernetesHandle`: a
+    Job); unknown keys are ignored so a newer handle still loads in an older field set.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    backend: str = ""
+    attempt_dir: str
+    step: str = ""
+    started: float = 0.0
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON object stored with the step."""
+        return self.model_dump(mode="json")
+
+
+H = TypeVar("H", bound=Handle)
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended, as far as the backend can tell."""
+    """How an attempt ended, as far as the backend can tell: the last item `Backend.events` yields."""
 
     exit_code: int | None
     reason: str | None = None  # e.g. "killed", "OOMKilled", "lost"; None when it simply exited
     # The backend knows better than the runner's own step.end (the memory cgroup killed the
     # kernel, the event channel could not be read): `reason` is the step's error, whatever it said.
     final: bool = False
-    code: str | None = None  # the reason code of docs/events.md (oom, lost, ...) when `final`
+    code: str | None = None  # one of contract.REASONS (oom, lost, ...) when the backend knows it (reasons.py)
+
+    def __post_init__(self) -> None:
+        if self.code is not None and self.code not in REASONS:
+            raise ValueError(f"unknown reason code {self.code!r}")
 
 
-class Backend(LoggingConfigurable):
+#: What `Backend.events` yields: batches of runner events, then, last, the attempt's `Outcome`.
+EventsOrOutcome = list[dict[str, Any]] | Outcome
+
+
+class Backend(LoggingConfigurable, Generic[H]):
     """Runs step attempts somewhere. Subclasses write what differs; the orchestrator does the rest."""
 
     name = "base"
+    #: The handle type of this backend: `load_handle` reads stored handles with it.
+    handle_type: ClassVar[type[Handle]] = Handle
 
     cancel_grace = Float(
         5.0,
@@ -102,23 +147,24 @@ class Backend(LoggingConfigurable):
         """Ask the backend (e.g. the cluster) whether these steps can run; raise ValidationError naming
         the step when they cannot. Called once per submission, before anything is stored."""
 
-    async def submit(self, launch: StepLaunch) -> dict[str, Any]:
+    def load_handle(self, stored: dict[str, Any]) -> H:
+        """A handle stored with a step (by this server or an older one), typed."""
+        return self.handle_type.model_validate(stored)  # type: ignore[return-value]
+
+    async def submit(self, launch: StepLaunch) -> H:
         """Start the attempt (waiting for capacity if needed) and return its handle."""
         raise NotImplementedError
 
-    def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
-        """Batches of runner events with `n > after`, in order; ends when the attempt is over."""
+    def events(self, handle: H, after: int) -> AsyncIterator[EventsOrOutcome]:
+        """Batches of runner events with `n > after`, in order, then how the attempt ended (an
+        `Outcome`, the last item). A consumer that stops early gets no outcome."""
         raise NotImplementedError
 
-    async def outcome(self, handle: dict[str, Any]) -> Outcome:
-        """How the attempt ended; call after `events` is exhausted."""
-        raise NotImplementedError
-
-    async def cancel(self, handle: dict[str, Any]) -> None:
+    async def cancel(self, handle: H) -> None:
         """Stop the attempt: politely, then by force after `cancel_grace`."""
         raise NotImplementedError
 
-    async def adopt(self, handle: dict[str, Any]) -> bool:
+    async def adopt(self, handle: H) -> bool:
         """Take back an attempt started before a restart; False when nothing of it remains."""
         return False
 

@@ -5,6 +5,7 @@ files of every running attempt (the local analogue of one watch per namespace) a
 new events to the event loop, so nothing is lost while the server is down and a restarted
 server simply continues from the last event it stored. GPUs come from a configured pool
 through CUDA_VISIBLE_DEVICES; a concurrency limit bounds how many attempts run at once.
+The warm pool of standby runners, and the process facts (is a pid still ours), are in standby.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -29,65 +29,12 @@ from traitlets import Float, Int, List, Unicode, default
 from ..errors import BackendError, ValidationError
 from ..models import Resources
 from ..runner.emitter import parse_line
-from .base import Backend, Outcome, StepLaunch, runner_argv
+from .base import Backend, EventsOrOutcome, Handle, Outcome, StepLaunch, handoff_env, runner_argv
+from .standby import StandbyPool, kill_kernel, killpg, sweep_standby_folders
+from .standby import alive as _alive
+from .standby import proc_start_time as _proc_start_time
 
 _END = object()
-STANDBY_PREFIX = "jupyter-ext-standby-"
-STANDBY_OWNER = "owner.json"  # {"pid", "start_time"} of the server process the folder belongs to
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of `pid` in clock ticks since boot (tells a live process from a reused pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has finished; only its parent's wait() remains
-        return None
-    return fields[19]
-
-
-def _alive(pid: int, start_time: str | None) -> bool:
-    current = _proc_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
-
-
-def _standby_in_use(folder: Path) -> bool:
-    """Whether the server that made this standby folder still runs. A folder without an owner
-    file (made before there was one) counts as in use while any process works in it."""
-    try:
-        owner = json.loads((folder / STANDBY_OWNER).read_text())
-        return _alive(int(owner["pid"]), owner.get("start_time"))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # unreadable or torn: nobody can be using it as theirs
-    resolved = str(folder.resolve())
-    for cwd in Path("/proc").glob("[0-9]*/cwd"):
-        try:
-            target = os.readlink(cwd)
-        except OSError:
-            continue
-        if target == resolved or target.startswith(resolved + os.sep):
-            return True
-    return False
-
-
-def sweep_standby_folders(tmp: str | Path | None = None) -> list[Path]:
-    """Remove this account's `jupyter-ext-standby-*` folders whose server is gone (killed, or a
-    version that never cleaned up); answers those removed. Blocking: run it in a thread."""
-    removed = []
-    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{STANDBY_PREFIX}*"):
-        try:
-            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
-                continue
-        except OSError:
-            continue
-        if not _standby_in_use(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def detect_gpus() -> list[str]:
@@ -217,10 +164,22 @@ class _Tailer(threading.Thread):
         w.loop.call_soon_threadsafe(w.queue.put_nowait, _END)
 
 
-class LocalBackend(Backend):
+class LocalHandle(Handle):
+    """One attempt's process (stored with the step, and in `<attempt_dir>/handle.json`)."""
+
+    backend: str = "local"
+    key: str  # job/step/attempt
+    pid: int
+    start_time: str | None = None  # of `pid`, to tell it from a reused pid
+    gpus: list[str] = []
+    warm: bool = False  # a standby runner took it
+
+
+class LocalBackend(Backend[LocalHandle]):
     """Runs each step attempt as `python -m jupyter_ext.runner` on this machine."""
 
     name = "local"
+    handle_type = LocalHandle
 
     max_concurrent = Int(
         help="How many step attempts may run at once (default: the number of CPUs, at least 2).",
@@ -265,11 +224,8 @@ class LocalBackend(Backend):
         self._queue: dict[str, int] = {}  # attempt key -> GPUs it waits for, first come first
         self._changed = asyncio.Condition()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._outcomes: dict[str, Outcome] = {}
         self._reaping: set[asyncio.Task[None]] = set()
-        self._standby: list[subprocess.Popen[bytes]] = []
-        self._standby_lock = threading.Lock()
-        self._standby_dir: Path | None = None
+        self._pool = StandbyPool(self.python, self.warm_pool, self._base_env, self.log)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -279,7 +235,7 @@ class LocalBackend(Backend):
         swept = await asyncio.to_thread(sweep_standby_folders)
         if swept:
             self.log.info("jupyter-ext: removed %d standby folder(s) left by servers that are gone", len(swept))
-        await asyncio.to_thread(self._refill)
+        await asyncio.to_thread(self._pool.refill)
 
     async def stop(self) -> None:
         if self._reaping:
@@ -288,11 +244,7 @@ class LocalBackend(Backend):
         if self._tailer is not None:
             self._tailer.stop()
             self._tailer = None
-        await asyncio.to_thread(self._drain_standby)
-        folder, self._standby_dir = self._standby_dir, None
-        if folder is not None:
-            # Its runners have exited; a step one of them took works in the step's own folders.
-            await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(self._pool.close)
 
     def capacity(self) -> dict[str, Any]:
         return {
@@ -358,10 +310,7 @@ class LocalBackend(Backend):
 
     # -- running -----------------------------------------------------------------------------------------
     @staticmethod
-    def _key(handle_or_launch: Any) -> str:
-        if isinstance(handle_or_launch, dict):
-            return str(handle_or_launch["key"])
-        launch = handle_or_launch
+    def _key(launch: StepLaunch) -> str:
         return f"{launch.job_id}/{launch.step}/{launch.attempt}"
 
     def _command(self, launch: StepLaunch, params_file: Path) -> list[str]:
@@ -374,7 +323,7 @@ class LocalBackend(Backend):
             python=self.python,
         )
 
-    async def submit(self, launch: StepLaunch) -> dict[str, Any]:
+    async def submit(self, launch: StepLaunch) -> LocalHandle:
         key = self._key(launch)
         gpus = await self._acquire(key, launch.resources.gpu)
         try:
@@ -390,65 +339,8 @@ class LocalBackend(Backend):
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    # -- warm pool ------------------------------------------------------------------------------------------
-    def _refill(self) -> None:
-        """Start standby runners until the pool is full (runs in a thread)."""
-        with self._standby_lock:
-            self._standby = [p for p in self._standby if p.poll() is None]
-            if self._standby_dir is None and self.warm_pool > 0:
-                self._standby_dir = Path(tempfile.mkdtemp(prefix=STANDBY_PREFIX))
-                me = {"pid": os.getpid(), "start_time": _proc_start_time(os.getpid())}
-                (self._standby_dir / STANDBY_OWNER).write_text(json.dumps(me))
-            while len(self._standby) < self.warm_pool:
-                assert self._standby_dir is not None
-                log = open(self._standby_dir / f"standby-{time.time_ns()}.log", "ab")  # noqa: SIM115
-                try:
-                    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-                        [self.python, "-m", "jupyter_ext.runner", "--standby", str(self._standby_dir)],
-                        cwd=self._standby_dir,
-                        env=self._base_env(),
-                        stdin=subprocess.PIPE,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        close_fds=True,
-                    )
-                except OSError as exc:
-                    self.log.warning("jupyter-ext: could not start a standby runner: %s", exc)
-                    return
-                finally:
-                    log.close()
-                self._standby.append(proc)
-
-    def _take_standby(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes] | None:
-        """Hand a step to a waiting runner; None when none is alive."""
-        message = (json.dumps({"argv": argv, "env": env}) + "\n").encode()
-        with self._standby_lock:
-            while self._standby:
-                proc = self._standby.pop(0)
-                if proc.poll() is not None or proc.stdin is None:
-                    continue
-                try:
-                    proc.stdin.write(message)
-                    proc.stdin.close()
-                except OSError:
-                    continue
-                return proc
-        return None
-
-    def _drain_standby(self) -> None:
-        with self._standby_lock:
-            procs, self._standby = self._standby, []
-        for proc in procs:
-            try:
-                if proc.stdin is not None:
-                    proc.stdin.close()  # end of input: it shuts its kernel down and exits
-                proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                _killpg(proc.pid, signal.SIGKILL)
-
     # -- one attempt --------------------------------------------------------------------------------------------
-    def _spawn(self, launch: StepLaunch, key: str, gpus: list[str]) -> dict[str, Any]:
+    def _spawn(self, launch: StepLaunch, key: str, gpus: list[str]) -> LocalHandle:
         attempt_dir = Path(launch.attempt_dir)
         existing = self._existing(attempt_dir)
         if existing is not None:
@@ -456,7 +348,7 @@ class LocalBackend(Backend):
         (attempt_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         params_file = attempt_dir / "parameters.json"
         params_file.write_text(json.dumps(launch.parameters))
-        step_env = dict(launch.env)
+        step_env = {**launch.env, **handoff_env(launch.handoff_in)}
         step_env.update(
             JUPYTER_EXT_JOB=launch.job_id,
             JUPYTER_EXT_STEP=launch.step,
@@ -469,7 +361,7 @@ class LocalBackend(Backend):
             # An empty value hides every GPU from a CPU step, so it cannot take a GPU step's device.
             step_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         argv = self._command(launch, params_file)
-        proc = self._take_standby(argv[3:], step_env) if self.warm_pool > 0 else None
+        proc = self._pool.take(argv[3:], step_env) if self.warm_pool > 0 else None
         warm = proc is not None
         if proc is None:
             log = open(attempt_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -489,55 +381,54 @@ class LocalBackend(Backend):
             finally:
                 log.close()
         self._procs[key] = proc
-        handle = {
-            "backend": self.name,
-            "key": key,
-            "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
-            "attempt_dir": str(attempt_dir),
-            "gpus": gpus,
-            "warm": warm,
-            "started": time.time(),
-        }
-        (attempt_dir / "handle.json").write_text(json.dumps(handle))
+        handle = LocalHandle(
+            key=key,
+            pid=proc.pid,
+            start_time=_proc_start_time(proc.pid),
+            attempt_dir=str(attempt_dir),
+            step=launch.step,
+            gpus=gpus,
+            warm=warm,
+            started=time.time(),
+        )
+        (attempt_dir / "handle.json").write_text(json.dumps(handle.stored()))
         if warm:
-            self._refill()
+            self._pool.refill()
         return handle
 
-    def _existing(self, attempt_dir: Path) -> dict[str, Any] | None:
+    def _existing(self, attempt_dir: Path) -> LocalHandle | None:
         """The handle of this attempt if a previous server started it just before it died."""
         try:
-            handle: dict[str, Any] = json.loads((attempt_dir / "handle.json").read_text())
+            handle = LocalHandle.model_validate_json((attempt_dir / "handle.json").read_text())
         except (OSError, ValueError):
             return None
-        if _alive(int(handle["pid"]), handle.get("start_time")) or (attempt_dir / "events.jsonl").exists():
+        if _alive(handle.pid, handle.start_time) or (attempt_dir / "events.jsonl").exists():
             return handle
         return None
 
-    async def adopt(self, handle: dict[str, Any]) -> bool:
-        key = self._key(handle)
-        events_file = Path(handle["attempt_dir"]) / "events.jsonl"
-        alive = await asyncio.to_thread(_alive, int(handle["pid"]), handle.get("start_time"))
+    async def adopt(self, handle: LocalHandle) -> bool:
+        events_file = Path(handle.attempt_dir) / "events.jsonl"
+        alive = await asyncio.to_thread(_alive, handle.pid, handle.start_time)
         if not alive and not await asyncio.to_thread(events_file.exists):
             return False
         async with self._changed:
-            self._slots[key] = list(handle.get("gpus", []))
+            self._slots[handle.key] = list(handle.gpus)
         return True
 
-    async def events(self, handle: dict[str, Any], after: int) -> AsyncIterator[list[dict[str, Any]]]:
+    async def events(self, handle: LocalHandle, after: int) -> AsyncIterator[EventsOrOutcome]:
         assert self._tailer is not None, "LocalBackend.start() was not called"
-        key = self._key(handle)
+        key = handle.key
         queue: asyncio.Queue[Any] = asyncio.Queue()
         watch = _Watch(
             key=key,
-            path=Path(handle["attempt_dir"]) / "events.jsonl",
+            path=Path(handle.attempt_dir) / "events.jsonl",
             after=after,
             loop=asyncio.get_running_loop(),
             queue=queue,
-            pid=int(handle["pid"]),
-            start_time=handle.get("start_time"),
+            pid=handle.pid,
+            start_time=handle.start_time,
             proc=self._procs.get(key),
-            attempt_dir=Path(handle["attempt_dir"]),
+            attempt_dir=Path(handle.attempt_dir),
         )
         self._tailer.add(watch)
         try:
@@ -547,8 +438,10 @@ class LocalBackend(Backend):
                     break
                 yield item
         finally:
+            # Also when the consumer stops early: the slot is given back either way.
             self._tailer.remove(key)
-            self._outcomes[key] = await self._settle(watch)
+            outcome = await self._settle(watch)
+        yield outcome
 
     async def _settle(self, w: _Watch) -> Outcome:
         proc = self._procs.pop(w.key, None)
@@ -583,40 +476,19 @@ class LocalBackend(Backend):
         finally:
             await self._release(key)
 
-    async def outcome(self, handle: dict[str, Any]) -> Outcome:
-        return self._outcomes.pop(self._key(handle), Outcome(exit_code=None, reason="lost"))
-
-    async def cancel(self, handle: dict[str, Any]) -> None:
-        pid, start_time = int(handle["pid"]), handle.get("start_time")
+    async def cancel(self, handle: LocalHandle) -> None:
+        pid, start_time = handle.pid, handle.start_time
 
         async def alive() -> bool:  # /proc reads stay off the event loop
             return await asyncio.to_thread(_alive, pid, start_time)
 
         if not await alive():
             return
-        _killpg(pid, signal.SIGTERM)
+        killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.cancel_grace
         # A process that is not our child cannot be awaited; look every 100 ms during the grace period.
         while time.monotonic() < deadline and await alive():  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         if await alive():
-            _killpg(pid, signal.SIGKILL)
-            await asyncio.to_thread(_kill_kernel, Path(handle["attempt_dir"]) / "kernel.pid")
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_kernel(pid_file: Path) -> None:
-    """The kernel runs in its own session; after a SIGKILL of the runner nobody else stops it."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return
-    if b"kernel" in cmdline:
-        _killpg(pid, signal.SIGKILL)
+            killpg(pid, signal.SIGKILL)
+            await asyncio.to_thread(kill_kernel, Path(handle.attempt_dir) / "kernel.pid")

@@ -2,10 +2,11 @@
 
 - tags.py: the cell-tag grammar (one cell's tags -> what the cell is and asks for)
 - plan.py: `plan_notebook` -> `Plan` of `PlannedStep` (Kale's rules for which cell goes where)
-- handoff.py: which variables travel between steps, and the code that moves them in the kernel
+- handoff.py: which variables travel between steps (static analysis)
+- handoff_io.py: the code that moves them, in the job's kernel
 - slice.py: `slice_step` -> the notebook the runner executes for one step
 
-The names below are imported lazily: job kernels import `jupyter_ext.notebook.handoff`
+The names below are imported lazily: job kernels import `jupyter_ext.notebook.handoff_io`
 to move variables, and should not pay for pydantic and nbformat to do so.
 """
 

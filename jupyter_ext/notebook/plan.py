@@ -41,7 +41,12 @@ the step's tags, ``jupyter_ext`` metadata, Kale metadata, then `plan_notebook(de
 orchestrator applies the job's own.
 
 Everything is validated before anything runs, and every problem is reported at once: one
-`ValidationError` whose ``details`` lists each ``{cell, step, tag, message}``.
+`ValidationError` whose ``details`` lists each ``{cell, step, tag, message}``. `survey` reads
+the same way without refusing (the Lab's tag check, check.py, shows what it finds).
+
+Why this module is long: Kale's rules for which cell goes where, the notebook-wide defaults
+and the graph checks are one algorithm, read top to bottom; the tag grammar (tags.py) and the
+hand-offs (handoff.py) are already apart.
 """
 
 from __future__ import annotations
@@ -298,8 +303,30 @@ def cell_source(cell: Any) -> str:
     return "".join(text) if isinstance(text, list) else str(text)
 
 
-def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = None) -> Plan:
-    """Plan `nb` (see the module docstring). Raises ValidationError listing every problem."""
+@dataclass
+class Survey:
+    """What a notebook's tags say, read leniently: every problem collected, nothing raised.
+
+    `plan_notebook` refuses a notebook with `problems`; the Lab's tag check (check.py) shows
+    them, with each cell's step, while the user edits. `cycles` are also in `problems`.
+    """
+
+    cells: list[Any]
+    parsed: dict[int, CellTags]
+    single: bool
+    drafts: dict[str, _Draft]
+    parameters: list[int]
+    prelude: list[int]
+    skipped: list[int]
+    warnings: list[dict[str, Any]]
+    problems: list[Problem]
+    cycles: list[Problem]
+    defaults: _Defaults
+
+
+def survey(nb: Any, *, defaults: Resources | None = None) -> Survey:
+    """Read `nb`'s metadata and cell tags into steps (see the module docstring), collecting
+    every problem instead of raising."""
     problems: list[Problem] = []
     metadata = nb.get("metadata", {}) or {}
     base = _notebook_defaults(metadata, defaults, problems)
@@ -341,10 +368,16 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
                         tag=tag,
                     )
                 )
-    if not tag_problems:  # a cycle through cells whose tags could not be read would be made up
-        problems.extend(_cycles(drafts))
-    raise_problems(problems)
+    cycles = [] if tag_problems else _cycles(drafts)  # a cycle through unreadable cells would be made up
+    problems.extend(cycles)
+    return Survey(cells, parsed, single, drafts, parameters, prelude, skipped, warnings, problems, cycles, base)
 
+
+def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = None) -> Plan:
+    """Plan `nb` (see the module docstring). Raises ValidationError listing every problem."""
+    found = survey(nb, defaults=defaults)
+    raise_problems(found.problems)
+    drafts, base, parameters = found.drafts, found.defaults, found.parameters
     parents = {name: [a for a in d.after if a in drafts] for name, d in drafts.items()}
     order = _topological(sorted(drafts, key=lambda n: drafts[n].first_cell), parents)
     steps = []
@@ -370,14 +403,14 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
     plan = Plan(
         steps=steps,
         parameters_cell=parameters[0] if parameters else None,
-        prelude_cells=prelude,
-        skipped_cells=skipped,
+        prelude_cells=found.prelude,
+        skipped_cells=found.skipped,
         parameters_cells=parameters,
-        single=single,
-        warnings=warnings,
+        single=found.single,
+        warnings=found.warnings,
     )
-    if len(steps) > 1 and _is_python(metadata):
-        _handoffs(plan, cells)
+    if len(steps) > 1 and _is_python(nb.get("metadata", {}) or {}):
+        _handoffs(plan, found.cells)
     return plan
 
 
@@ -581,4 +614,4 @@ def _handoffs(plan: Plan, cells: list[Any]) -> None:
         step.outputs, step.origins = flow.outputs, flow.origins
 
 
-__all__ = ["NotebookDefaults", "Plan", "PlannedStep", "plan_notebook"]
+__all__ = ["NotebookDefaults", "Plan", "PlannedStep", "Survey", "plan_notebook", "survey"]

@@ -9,7 +9,9 @@ A step's notebook holds, in this order:
 3. the step's own cells;
 4. a hand-off cell saving the variables later steps need, if any.
 
-A notebook without step tags (`Plan.single`) keeps its cells in notebook order.
+A notebook without step tags (`Plan.single`) keeps its cells in notebook order. A `%%remote`
+cell is a one-step job of its own (`cell_notebook`): a version check, its inputs loaded, the
+cell, its outputs saved.
 
 Markdown and raw cells are kept, unexecuted, as papermill keeps them, so the executed
 notebook and its HTML read like the user's notebook: in a notebook without step tags, all
@@ -36,12 +38,16 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from .handoff import handoff_load_source, handoff_save_source
+from .handoff_io import handoff_load_source, handoff_save_source
 from .plan import Plan
 
 LOAD = "handoff-load"
 SAVE = "handoff-save"
+CHECK = "check"
 _PARAMETERS_TAG = "parameters"
+#: Where a %%remote cell's outputs are saved: the attempt's artifacts, kept with the job.
+_CELL_OUTPUTS = "__import__('os').path.join(__import__('os').environ['JUPYTER_EXT_ARTIFACTS_DIR'], 'outputs')"
+_PYTHON3 = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 def slice_step(nb: nbformat.NotebookNode, plan: Plan, step_name: str) -> nbformat.NotebookNode:
@@ -75,6 +81,25 @@ def slice_step(nb: nbformat.NotebookNode, plan: Plan, step_name: str) -> nbforma
     sliced = new_notebook(cells=out, metadata=copy.deepcopy(dict(nb.get("metadata", {}))))
     sliced.nbformat_minor = max(int(nb.get("nbformat_minor", 5) or 0), 5)
     return sliced
+
+
+def cell_notebook(
+    source: str, step_name: str, *, inputs: list[str], outputs: list[str], versions: dict[str, Any] | None = None
+) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    """The notebook that runs one %%remote cell as step `step_name`, and the notebook of that cell
+    alone (the job's `notebook.ipynb`). The cell is `source_index` 0; the others are internal."""
+    user_cell = new_code_cell(source, metadata={"jupyter_ext": {"source_index": 0}})
+    cells = []
+    if versions:
+        check = f"from jupyter_ext.magics import check_versions\ncheck_versions({versions!r})\n"
+        cells.append(new_code_cell(check, metadata={"jupyter_ext": {"internal": CHECK}}))
+    if inputs:
+        cells.append(new_code_cell(handoff_load_source(inputs), metadata={"jupyter_ext": {"internal": LOAD}}))
+    cells.append(user_cell)
+    if outputs:
+        save = handoff_save_source(outputs, step_name, _CELL_OUTPUTS, origins={n: 0 for n in outputs})
+        cells.append(new_code_cell(save, metadata={"jupyter_ext": {"internal": SAVE}}))
+    return new_notebook(cells=cells, metadata={"kernelspec": dict(_PYTHON3)}), new_notebook(cells=[user_cell])
 
 
 def _prose_owners(cells: list[Any], skipped: set[int]) -> dict[int, int | None]:

@@ -1,3 +1,21 @@
-from .main import main
+"""`python -m jupyter_ext.runner`: run one step attempt (main.py), or with `--standby FOLDER` wait
+warm for one (standby.py). Here, not in main.py, so that standby.py can use main.py without a cycle."""
 
-raise SystemExit(main())
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--standby"]:
+        from .standby import standby
+
+        return standby(argv[1] if len(argv) > 1 else ".")
+    from .main import parse_args, run
+
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

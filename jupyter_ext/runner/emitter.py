@@ -13,7 +13,8 @@ import threading
 import time
 from typing import IO, Any
 
-EVENT_VERSION = 1
+from ..contract import EVENT_VERSION
+
 # Prefix that marks our lines in a mixed stream (the pod log also carries stray prints).
 LINE_PREFIX = "@@jupyter-ext@@ "
 

@@ -7,6 +7,8 @@ A step that does not succeed says why in its `step.end`: `reason` is one of `exc
 raised, or the runner could not run the notebook), `cancelled`, `oom` (the kernel was killed by
 the memory cgroup's limit, `limit_bytes` says which) or `kernel_died` (the kernel ended some other
 way; `signal` names the signal that killed it). docs/events.md lists the fields.
+
+`__main__.py` picks this (`run`) or a warm runner (standby.py, which then calls `run` too).
 """
 
 from __future__ import annotations
@@ -91,15 +93,6 @@ def collect_artifacts(artifacts_dir: Path, emitter: Emitter, already: set[str]) 
         rel = path.relative_to(artifacts_dir).as_posix()
         mime = mimetypes.guess_type(rel)[0] or "application/octet-stream"
         emitter.emit("artifact", path=rel, size=path.stat().st_size, mime=mime)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--standby"]:
-        from .standby import standby
-
-        return standby(argv[1] if len(argv) > 1 else ".")
-    return run(parse_args(argv))
 
 
 def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:

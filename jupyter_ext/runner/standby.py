@@ -70,7 +70,7 @@ def _warm_up(km: Any) -> Any:
     try:
         run_sync(client.wait_for_ready)(timeout=60)
         run_sync(client.execute_interactive)(
-            "import cloudpickle, jupyter_ext.notebook.handoff", silent=True, store_history=False, timeout=60
+            "import cloudpickle, jupyter_ext.notebook.handoff_io", silent=True, store_history=False, timeout=60
         )
     except (RuntimeError, TimeoutError) as exc:
         print(f"jupyter-ext standby: warm-up failed ({exc}); the step will import what it needs", file=sys.stderr)

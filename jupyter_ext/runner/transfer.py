@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..contract import HANDOFF_OUT_ENV
+
 ENV_INPUTS_URL = "JUPYTER_EXT_INPUTS_URL"  # a store folder copied to ENV_INPUTS_DIR before the step
 ENV_INPUTS_DIR = "JUPYTER_EXT_INPUTS_DIR"
 ENV_OUTPUTS = "JUPYTER_EXT_OUTPUTS"  # "log", or a store folder that receives handoff/ and artifacts/
@@ -136,7 +138,7 @@ def fetch_inputs() -> list[str]:
 
 
 def _outputs(artifacts_dir: Path) -> Iterator[tuple[str, str, Path]]:
-    folders = {"handoff": os.environ.get("JUPYTER_EXT_HANDOFF_OUT"), "artifacts": str(artifacts_dir)}
+    folders = {"handoff": os.environ.get(HANDOFF_OUT_ENV), "artifacts": str(artifacts_dir)}
     for kind in KINDS:
         folder = folders[kind]
         if not folder or not Path(folder).is_dir():

@@ -1,7 +1,8 @@
 /**
  * One bar on top of every code cell: a chip with the cell's step and resources (click: the
  * step editor), the state of the cell in the notebook's last job, and the error or warning
- * the backend reported for it.
+ * the backend reported for it. What the tags say comes from the server (tagcheck.ts), asked
+ * 300 ms after the last edit; the chips say so while an answer is on its way or missing.
  */
 
 import type { Cell } from '@jupyterlab/cells';
@@ -9,7 +10,16 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 import { PanelLayout, Widget } from '@lumino/widgets';
 import { ICellMessage, IRunRecord, pyValue } from './cellsync';
-import { analyzeNotebook, cellsLabel, chipText, INotebookSteps } from './tagmodel';
+import { cellsLabel, chipText } from './labels';
+import {
+  CheckState,
+  checkFailedText,
+  ICheckCell,
+  INotebookSteps,
+  ITagCheckRequest,
+  stepNamed,
+  TagChecker
+} from './tagcheck';
 import { Status, STATUS_WORDS } from './tokens';
 
 /** The bar of one code cell. */
@@ -71,22 +81,32 @@ export class CellBar extends Widget {
     this.params.hidden = false;
   }
 
-  /** Show what the tags say about cell `index`. */
-  showTags(nb: INotebookSteps, index: number): void {
-    const cell = nb.cells[index];
-    const text = chipText(nb, index);
-    this.chip.textContent = text;
+  /**
+   * Show what the tags say about cell `index` (`nb` null: no answer yet), and whether that is
+   * the server's answer to the tags as they are now (`state`).
+   */
+  showTags(
+    nb: INotebookSteps | null,
+    index: number,
+    state: CheckState = 'ready',
+    error = ''
+  ): void {
+    const cell = nb?.cells[index];
+    this.chip.textContent = nb ? chipText(nb, index) : '…';
     this.chip.dataset.role = cell?.opens
       ? 'step'
       : (cell?.role ?? (cell?.step ? 'continues' : 'none'));
-    if (cell?.step && !nb.single) {
+    this.chip.dataset.check = state;
+    if (cell?.step && !nb?.single) {
       this.chip.dataset.step = cell.step;
     } else {
       delete this.chip.dataset.step;
     }
-    const step = cell?.opens && cell.step ? nb.steps.get(cell.step) : undefined;
+    const step = nb && cell?.opens ? stepNamed(nb, cell.step) : undefined;
     const lines: string[] = [];
-    if (step) {
+    if (!nb) {
+      lines.push(state === 'failed' ? checkFailedText(error) : 'Checking the tags…');
+    } else if (step) {
       lines.push(`Step ${step.name} (${cellsLabel(step.cells)})`);
       if (step.after.length) {
         lines.push(`runs after ${step.after.join(', ')}`);
@@ -105,9 +125,16 @@ export class CellBar extends Widget {
     for (const problem of cell?.problems ?? []) {
       lines.push(`⚠ ${problem.message}`);
     }
+    if (nb && state === 'waiting') {
+      lines.push('(Checking the tags as they are now…)');
+    } else if (nb && state === 'failed') {
+      lines.push(checkFailedText(error));
+    }
     this.chip.title = lines.join('\n');
     this.chip.classList.toggle('jp-mod-step', !!cell?.opens);
     this.chip.classList.toggle('jp-mod-problem', (cell?.problems.length ?? 0) > 0);
+    this.chip.classList.toggle('jp-mod-checking', state === 'waiting');
+    this.chip.classList.toggle('jp-mod-unchecked', state === 'failed');
   }
 
   /** Show the cell's state in the last job and the message the backend reported for it. */
@@ -131,9 +158,21 @@ export class CellBar extends Widget {
   }
 }
 
+/** The notebook metadata keys with step defaults (ours and Kale's), sent with a tag check. */
+const DEFAULTS_KEYS = ['jupyter_ext', 'kubeflow_notebook'];
+
+/** The cells of a notebook panel as a tag check sends them. */
+export function checkCells(panel: NotebookPanel): ICheckCell[] {
+  return panel.content.widgets.map(cell => {
+    const tags = cell.model.getMetadata('tags');
+    return { cell_type: cell.model.type, metadata: tags === undefined ? {} : { tags } };
+  });
+}
+
 /**
  * Keeps a CellBar on every code cell of one notebook, in step with its tags (any cell's tags
- * can change another cell's chip) and with the last job's record.
+ * can change another cell's chip: the server is asked about the whole notebook) and with the
+ * last job's record.
  */
 export class CellDecorator {
   private readonly bars = new Map<Cell, CellBar>();
@@ -141,27 +180,37 @@ export class CellDecorator {
   private scheduled = false;
   private run: IRunRecord | null = null;
   private disposed = false;
-  private analysis: INotebookSteps | null = null;
+  readonly checker: TagChecker<ITagCheckRequest, INotebookSteps>;
 
   constructor(
     private readonly panel: NotebookPanel,
-    private readonly onChip: (index: number) => void
+    private readonly onChip: (index: number) => void,
+    check: (request: ITagCheckRequest) => Promise<INotebookSteps>,
+    delayMs = 300
   ) {
-    panel.content.model?.cells.changed.connect(this.schedule, this);
+    this.checker = new TagChecker(check, delayMs);
+    this.checker.changed.connect(this.schedule, this);
+    panel.content.model?.cells.changed.connect(this.tagsChanged, this);
     panel.content.modelChanged.connect(() => {
-      panel.content.model?.cells.changed.connect(this.schedule, this);
-      this.schedule();
+      panel.content.model?.cells.changed.connect(this.tagsChanged, this);
+      this.tagsChanged();
     }, this);
-    this.schedule();
+    this.tagsChanged();
   }
 
-  /** The notebook's steps as its tags say now. */
-  get steps(): INotebookSteps {
-    return this.analysis ?? this.analyze();
+  /** The server's last answer about the notebook's tags (null: none yet). */
+  get steps(): INotebookSteps | null {
+    return this.checker.result;
+  }
+
+  /** Ask the server about the tags as they are now, at once, and answer with what it says. */
+  analyze(): Promise<INotebookSteps> {
+    return this.checker.now(this.request());
   }
 
   dispose(): void {
     this.disposed = true;
+    this.checker.dispose();
     Signal.clearData(this);
     for (const bar of this.bars.values()) {
       bar.dispose();
@@ -172,6 +221,15 @@ export class CellDecorator {
   /** Show the states and messages of `record` (null: no job). */
   showRun(record: IRunRecord | null): void {
     this.run = record;
+    this.schedule();
+  }
+
+  /** The cells or their tags changed: ask the server again (debounced), and re-render. */
+  tagsChanged(): void {
+    if (this.disposed) {
+      return;
+    }
+    this.checker.request(this.request());
     this.schedule();
   }
 
@@ -187,13 +245,18 @@ export class CellDecorator {
     });
   }
 
-  private analyze(): INotebookSteps {
-    const cells = this.panel.content.widgets.map(cell => ({
-      type: cell.model.type,
-      tags: cell.model.getMetadata('tags')
-    }));
-    this.analysis = analyzeNotebook(cells);
-    return this.analysis;
+  private request(): ITagCheckRequest {
+    // The notebook-wide defaults the planner reads (DESIGN.md); the rest of the metadata (the
+    // run record among it) is not sent.
+    const model = this.panel.content.model;
+    const metadata: { [key: string]: unknown } = {};
+    for (const key of DEFAULTS_KEYS) {
+      const value = model?.getMetadata(key);
+      if (value !== undefined) {
+        metadata[key] = JSON.parse(JSON.stringify(value));
+      }
+    }
+    return { cells: checkCells(this.panel), metadata };
   }
 
   /** Render every bar now. */
@@ -201,10 +264,13 @@ export class CellDecorator {
     if (this.disposed || this.panel.isDisposed) {
       return;
     }
-    const nb = this.analyze();
+    const nb = this.checker.result;
     const alive = new Set<Cell>();
     // papermill injects the job's parameters after the last parameters cell: shown there.
-    const paramsCell = nb.cells.reduce((last, c) => (c.role === 'parameters' ? c.index : last), -1);
+    const paramsCell = (nb?.cells ?? []).reduce(
+      (last, c) => (c.role === 'parameters' ? c.index : last),
+      -1
+    );
     this.panel.content.widgets.forEach((cell, index) => {
       if (cell.model.type !== 'code') {
         return;
@@ -212,7 +278,7 @@ export class CellDecorator {
       alive.add(cell);
       if (!this.watched.has(cell.model)) {
         this.watched.add(cell.model);
-        cell.model.metadataChanged.connect(this.schedule, this);
+        cell.model.metadataChanged.connect(this.tagsChanged, this);
       }
       let bar = this.bars.get(cell);
       if (!bar) {
@@ -225,7 +291,7 @@ export class CellDecorator {
           }
         });
       }
-      bar.showTags(nb, index);
+      bar.showTags(nb, index, this.checker.state, this.checker.error);
       const id = cell.model.id;
       bar.showRun(this.run?.states[id], this.run?.messages[id]);
       bar.showParameters(index === paramsCell ? this.run : null);

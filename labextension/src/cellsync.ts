@@ -1,15 +1,15 @@
 /**
  * A job's events -> the notebook's cells: outputs land in the cell that produced them, each
- * cell knows its state (queued, running, succeeded, failed...), and errors the backend
- * reports are worded for someone who does not know Kubernetes.
+ * cell knows its state (queued, running, succeeded, failed...), and errors show in the words
+ * the server made for their reason code (docs/events.md), never re-read here.
  *
  * Pure: the notebook is reached through `ICellSink`, and everything needed to resume after
  * a reload (the job, the last applied seq, pending clears, display ids) is in `IRunRecord`,
  * a JSON object the caller keeps in the notebook's metadata next to the outputs it explains.
  */
 
-import type { INotebookSteps } from './tagmodel';
-import type { IEvent, Status } from './tokens';
+import type { INotebookSteps } from './tagcheck';
+import { type IEvent, type Reason, reasonOf, type Status } from './tokens';
 
 /** The notebook's metadata key holding the record of the job whose outputs the cells show. */
 export const RUN_METADATA_KEY = 'jupyter_ext_run';
@@ -18,6 +18,8 @@ export const RUN_METADATA_KEY = 'jupyter_ext_run';
 export interface ICellMessage {
   kind: 'error' | 'warning';
   text: string;
+  /** Why, as a code (docs/events.md), when the server gave one: what styling keys on. */
+  reason?: Reason;
 }
 
 /** Everything needed to go on applying a job's events where the last page load stopped. */
@@ -187,52 +189,25 @@ export function isRecord(value: any): value is IRunRecord {
 
 // -- plain language -----------------------------------------------------------------------------------
 
-const SCHEDULING: [RegExp, string][] = [
-  [/Insufficient [\w.-]+\/gpu/i, 'GPUs'],
-  [/Insufficient memory/i, 'memory'],
-  [/Insufficient cpu/i, 'CPU']
-];
-
-/** A Kubernetes diagnostic (`log` event with a `reason`) in words a notebook user reads. */
-export function plainDiagnostic(reason: string, text: string, step: string | null): string {
-  const detail = text.replace(new RegExp(`^${reason}:\\s*`), '').trim();
-  const name = step ? `step '${step}'` : 'the step';
-  switch (reason) {
-    case 'FailedScheduling': {
-      const short = SCHEDULING.filter(([re]) => re.test(detail)).map(([, what]) => what);
-      if (short.length) {
-        return (
-          `Waiting for a machine: no node of the cluster has enough free ${short.join(' and ')} ` +
-          `for ${name} right now. It starts when one frees up; ask for less in the step editor ` +
-          `if it never does. (Kubernetes: ${detail})`
-        );
-      }
-      if (/taint|affinity|selector/i.test(detail)) {
-        return (
-          `Waiting for a machine: no node of the cluster accepts ${name} (node selector or ` +
-          `tolerations do not match any node). (Kubernetes: ${detail})`
-        );
-      }
-      return `Waiting for a machine: the cluster cannot place ${name} yet. (Kubernetes: ${detail})`;
-    }
-    case 'ErrImagePull':
-    case 'ImagePullBackOff':
-      return (
-        `The image of ${name} could not be downloaded: check its name and tag (image: in the ` +
-        `step editor) and that the cluster may pull it. (Kubernetes: ${detail})`
-      );
-    case 'OOMKilling':
-      return `The machine ran out of memory while running ${name}; raise its memory in the step editor. (Kubernetes: ${detail})`;
-    case 'Evicted':
-      return `The machine stopped ${name} to free resources (usually memory or disk). (Kubernetes: ${detail})`;
-    case 'BackOff':
-      return `The container of ${name} keeps crashing as it starts; see the step's log. (Kubernetes: ${detail})`;
-    default:
-      return `Kubernetes reports a problem with ${name}: ${detail}`;
-  }
+/** Words the server made for a cell's message: as they are, less their code marks. */
+function shown(words: string): string {
+  return words.replace(/`/g, '').trim();
 }
 
-/** A step's or job's `error` in plain words. `onCell`: shown on the failing cell itself. */
+/**
+ * A diagnostic `log` event (its `reason` a code) as a cell message: the server's words, made
+ * from what Kubernetes said (jupyter_ext/reasons.py); nothing here reads that English.
+ */
+export function plainDiagnostic(event: IEvent): ICellMessage {
+  const reason = reasonOf(null, event.reason);
+  const text = shown(String(event.text ?? '')) || 'Kubernetes reports a problem with the step.';
+  return reason ? { kind: 'warning', text, reason } : { kind: 'warning', text };
+}
+
+/**
+ * A step's or job's `error` in plain words: the server's (`message`, made once for its `reason`
+ * code). `onCell`: shown on the failing cell itself, where a cell's exception reads shorter.
+ */
 export function plainError(
   error: { [key: string]: any } | null | undefined,
   step: string | null,
@@ -242,20 +217,25 @@ export function plainError(
   if (!error) {
     return `${name} failed`;
   }
-  const message = String(error.message ?? '');
-  if (error.ename) {
+  const message = shown(String(error.message ?? ''));
+  if (error.ename && (reasonOf(error) ?? 'exception') === 'exception') {
     const what = `${error.ename}${error.evalue ? `: ${error.evalue}` : ''}`;
     return onCell
       ? `This cell raised ${what}. ${name[0].toUpperCase()}${name.slice(1)} stopped here.`
       : `${name} failed: ${message || what}`;
   }
-  if (/out of memory|OOMKilled/i.test(message)) {
-    return `Out of memory: ${name} used more memory than it asked for and was stopped. Raise its memory in the step editor and run again.`;
-  }
-  if (/timed out|DeadlineExceeded|past its timeout/i.test(message)) {
-    return `Timed out: ${message.replace(/`/g, '')}`;
-  }
   return message || `${name} failed`;
+}
+
+/** An error as a cell message, its code kept for styling. */
+function errorMessage(
+  error: { [key: string]: any } | null | undefined,
+  step: string | null,
+  onCell: boolean
+): ICellMessage {
+  const reason = reasonOf(error);
+  const text = plainError(error, step, onCell);
+  return reason ? { kind: 'error', text, reason } : { kind: 'error', text };
 }
 
 // -- the mapping -------------------------------------------------------------------------------------------
@@ -385,10 +365,7 @@ export class CellSync {
         break;
       case 'log':
         if (event.reason) {
-          this.stepMessage(step, {
-            kind: 'warning',
-            text: plainDiagnostic(String(event.reason), String(event.text ?? ''), step)
-          });
+          this.stepMessage(step, plainDiagnostic(event));
         }
         break;
       case 'cell.start': {
@@ -482,10 +459,10 @@ export class CellSync {
     const cell = this.resolve(error.cell_id, error.cell_index);
     if (cell !== null) {
       this.setState(cell, 'failed');
-      this.record.messages[cell] = { kind: 'error', text: plainError(error, step, true) };
+      this.record.messages[cell] = errorMessage(error, step, true);
       return;
     }
-    this.stepMessage(step, { kind: 'error', text: plainError(error, step) });
+    this.stepMessage(step, errorMessage(error, step, false));
   }
 
   private stepEnded(step: string | null, status: string, error: any): void {
@@ -511,12 +488,12 @@ export class CellSync {
     } else if (status === 'failed' && !this.hasError(step)) {
       this.placeError(step, error ?? {});
     } else if (status === 'not_run' && error?.message) {
-      // The server already says "not run because step 'x' failed": do not say "Not run" twice.
-      const message = String(error.message);
-      const text = /^not run\b/i.test(message)
-        ? message.charAt(0).toUpperCase() + message.slice(1)
-        : `Not run: ${message}`;
-      this.stepMessage(step, { kind: 'warning', text });
+      // The server's words say why ("not run because step 'x' failed"), as a sentence.
+      const message = shown(String(error.message));
+      this.stepMessage(step, {
+        kind: 'warning',
+        text: message.charAt(0).toUpperCase() + message.slice(1)
+      });
     }
   }
 }

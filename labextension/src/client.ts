@@ -16,6 +16,7 @@ import type {
   IJobSpec,
   IPlan
 } from './tokens';
+import type { INotebookSteps, ITagCheckRequest } from './tagcheck';
 
 /** The API's path under the server's base URL. */
 export const API_PATH = 'jupyter-ext/api';
@@ -241,6 +242,15 @@ export class JupyterExtClient {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(backend ? { notebook, backend } : { notebook })
+    });
+  }
+
+  /** What the cells' tags say as the Lab holds them now (unsaved edits included); stores nothing. */
+  checkTags(request: ITagCheckRequest): Promise<INotebookSteps> {
+    return this.request<INotebookSteps>('tags/check', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(request)
     });
   }
 }

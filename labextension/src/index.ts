@@ -8,10 +8,21 @@ import { jobStatusFactory } from './jobstatus';
 import { activateJobViews } from './jobplugin';
 import { notebookRunPlugin } from './notebookrun';
 import { JobsPanel } from './panel';
+import { IJupyterExtClient } from './tokens';
 
 /** Command ids. */
 const CommandIDs = {
   refreshJobs: 'jupyter-ext:refresh-jobs'
+};
+
+/** The one client of the jupyter-ext API, for every plugin that `requires` IJupyterExtClient. */
+const clientPlugin: JupyterFrontEndPlugin<JupyterExtClient> = {
+  id: 'jupyter-ext:client',
+  description: 'The client of the jupyter-ext API (jobs, events, plans, tag checks).',
+  autoStart: true,
+  provides: IJupyterExtClient,
+  activate: () =>
+    new JupyterExtClient(ServerConnection.makeSettings(), ServerConnection.makeRequest)
 };
 
 /**
@@ -22,17 +33,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-ext:plugin',
   description: 'Run notebook cells as jobs and follow them from JupyterLab.',
   autoStart: true,
+  requires: [IJupyterExtClient],
   optional: [ICommandPalette, IRenderMimeRegistry, ILayoutRestorer],
   activate: (
     app: JupyterFrontEnd,
+    client: JupyterExtClient,
     palette: ICommandPalette | null,
     rendermime: IRenderMimeRegistry | null,
     restorer: ILayoutRestorer | null
   ) => {
-    const client = new JupyterExtClient(
-      ServerConnection.makeSettings(),
-      ServerConnection.makeRequest
-    );
     const panel = new JobsPanel(client);
     panel.title.icon = listIcon;
     app.shell.add(panel, 'right', { rank: 900 });
@@ -53,6 +62,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
  * Every plugin of the extension. Each feature appends its own plugin here (one list, so
  * JupyterLab loads them all from this module's default export).
  */
-const plugins: JupyterFrontEndPlugin<any>[] = [plugin, notebookRunPlugin];
+const plugins: JupyterFrontEndPlugin<any>[] = [clientPlugin, plugin, notebookRunPlugin];
 
 export default plugins;

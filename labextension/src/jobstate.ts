@@ -7,8 +7,8 @@
 
 import type { LineKind } from './logview';
 import { pyValue } from './cellsync';
-import { cellLabel } from './tagmodel';
-import { IEvent, IJob, IRerunChoice, IRerunSpec, IStep, Status } from './tokens';
+import { cellLabel } from './labels';
+import { IEvent, IJob, IRerunChoice, IRerunSpec, IStep, Reason, reasonOf, Status } from './tokens';
 
 /** Cells finished by the current attempt of each step, from `cell.end` events. */
 export class ProgressTracker {
@@ -343,57 +343,58 @@ export function plainMessage(error: { [key: string]: any } | null | undefined): 
   return JSON.stringify(error);
 }
 
-const HINTS: [RegExp, string][] = [
-  [
-    /out of memory|OOMKilled|exit code 137/i,
+/**
+ * What each reason code means and what to do about it, shown after the server's own words.
+ * Keyed on the code of docs/events.md, never on the words: the server words each failure once.
+ */
+export const REASON_HINTS: { readonly [key in Reason]: string | null } = {
+  oom:
     'The step needed more memory than it was given, so it was stopped. Give it more with a ' +
-      '`memory:` tag on its cell (e.g. memory:16Gi), or make it hold less data at once.'
-  ],
-  [
-    /FailedScheduling|Insufficient|didn't match|untolerated|unschedulable|no nodes? available/i,
+    '`memory:` tag on its cell (e.g. memory:16Gi), or make it hold less data at once.',
+  unschedulable:
     'No machine in the cluster can take the step with the GPUs, memory and CPU it asks for ' +
-      'right now. It waits until one frees up; ask for less, or ask your administrator which ' +
-      'machines exist.'
-  ],
-  [
-    /ImagePullBackOff|ErrImagePull|InvalidImageName|pull image/i,
+    'right now. It waits until one frees up; ask for less, or ask your administrator which ' +
+    'machines exist.',
+  image_pull:
     "The step's container image could not be downloaded. Check its `image:` tag for typos, " +
-      'and that the cluster is allowed to pull it.'
-  ],
-  [
-    /timed out|DeadlineExceeded|past its timeout/i,
-    'The step ran longer than its time limit. Raise it with a `timeout:` tag (e.g. timeout:2h).'
-  ],
-  [
-    /evicted/i,
+    'and that the cluster is allowed to pull it.',
+  timeout:
+    'The step ran longer than its time limit. Raise it with a `timeout:` tag (e.g. timeout:2h).',
+  evicted:
     'The machine running the step took its resources back (usually low memory or disk). ' +
-      'Re-run it; if it keeps happening, ask for more memory.'
-  ],
-  [/CrashLoopBackOff|BackOff/, 'The step keeps failing as it starts. Its log usually says why.'],
-  [
-    /process was lost|pod is gone|Job was deleted/i,
-    'The step stopped without saying how it ended (its process or pod went away). Re-run it.'
-  ]
-];
+    'Re-run it; if it keeps happening, ask for more memory.',
+  lost: "The step's process went away without saying how it ended; its log may say why. Re-run it.",
+  kernel_died: null,
+  cancelled: null,
+  exception: null
+};
+
+/** The hint of an `exception` in a cell. */
+const IN_CELL = 'This error came from the code in that cell; its traceback is in the step log.';
 
 /**
- * An error in words a notebook user can act on: the server's message, plus what it means
- * when it names a Kubernetes condition (out of memory, unschedulable, image pull, ...).
+ * An error in words a notebook user can act on: the server's message, plus what its reason
+ * code means (out of memory, unschedulable, image pull, ...). `reason`: the code beside the
+ * error (a diagnostic `log` event's), else the error's own.
  */
 export function explainError(
   error: { [key: string]: any } | null | undefined,
   reason?: string
 ): string {
   const message = plainMessage(error);
-  if (!message && !reason) {
+  const code = reasonOf(error, reason);
+  if (!message && !code) {
     return '';
   }
-  const probe = `${reason ?? ''} ${message}`;
-  const hints = HINTS.filter(([pattern]) => pattern.test(probe)).map(([, hint]) => hint);
-  if (!hints.length && error?.ename && error?.cell_index !== undefined) {
-    hints.push('This error came from the code in that cell; its traceback is in the step log.');
+  let hint = code ? REASON_HINTS[code] : null;
+  const inCell = typeof error?.cell_index === 'number' && error?.ename;
+  if (!hint && (code === 'exception' || code === null) && inCell) {
+    hint = IN_CELL;
   }
-  return [message, ...hints.slice(0, 1)].filter(Boolean).map(sentence).join(' ');
+  return [message, hint]
+    .filter(Boolean)
+    .map(t => sentence(String(t)))
+    .join(' ');
 }
 
 /** Text as a sentence: a capital first letter and a full stop (unless it ends in one). */

@@ -7,7 +7,7 @@
 import { Panel, Widget } from '@lumino/widgets';
 import { ArtifactsView, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
-import { el, resourcesText } from './dom';
+import { duration, el, progressBar, resourcesText, statusBadge, statusText } from './dom';
 import { parametersText } from './cellsync';
 import {
   applyEvent,
@@ -21,7 +21,6 @@ import {
   stepFraction
 } from './jobstate';
 import { LogModel, LogView } from './logview';
-import { duration, progressBar, statusBadge, statusText } from './panel';
 import { StepGraph } from './stepgraph';
 import { IEvent, IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 

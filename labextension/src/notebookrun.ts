@@ -19,7 +19,6 @@ import type { ICodeCellModel } from '@jupyterlab/cells';
 import type { DocumentRegistry } from '@jupyterlab/docregistry';
 import type * as nbformat from '@jupyterlab/nbformat';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { ServerConnection } from '@jupyterlab/services';
 import { runIcon } from '@jupyterlab/ui-components';
 import type { IDisposable } from '@lumino/disposable';
 import { CellDecorator } from './cellchips';
@@ -33,17 +32,12 @@ import {
   runCells
 } from './cellsync';
 import { ApiError, JupyterExtClient } from './client';
+import { cellLabel } from './labels';
 import { RunRegistry } from './runregistry';
 import { ITagStore, StepEditorBody } from './stepeditor';
-import {
-  analyzeNotebook,
-  applyForm,
-  cellLabel,
-  INotebookSteps,
-  removeStep,
-  validateForm
-} from './tagmodel';
 import { ISubmitChoice, SubmitDialogBody } from './submitdialog';
+import { checkFailedText, INotebookSteps, ITagCheckRequest } from './tagcheck';
+import { IJupyterExtClient } from './tokens';
 import type { IEvent, IEventStream, IJob } from './tokens';
 
 export const RUN_COMMAND = 'jupyter-ext:run-notebook';
@@ -135,7 +129,11 @@ export class NotebookRun implements IDisposable {
     readonly context: DocumentRegistry.IContext<INotebookModel>,
     private readonly client: JupyterExtClient
   ) {
-    this.decorator = new CellDecorator(panel, index => void this.editStep(index));
+    this.decorator = new CellDecorator(
+      panel,
+      index => void this.editStep(index),
+      request => client.checkTags(request)
+    );
     context.saveState.connect((_, state) => {
       if (state === 'started') {
         this.writeRecord(); // the saved file holds the record that explains its outputs
@@ -171,7 +169,8 @@ export class NotebookRun implements IDisposable {
       cells: () =>
         Array.from({ length: model().cells.length }, (_, i) => {
           const cell = model().cells.get(i);
-          return { type: cell.type, tags: cell.getMetadata('tags') };
+          const tags = cell.getMetadata('tags');
+          return { cell_type: cell.type, metadata: tags === undefined ? {} : { tags } };
         }),
       write: (index: number, tags: string[]) => {
         const cell = model().cells.get(index);
@@ -189,9 +188,15 @@ export class NotebookRun implements IDisposable {
     if (index < 0) {
       return;
     }
-    this.decorator.render();
-    await openStepEditor(this.tags, this.decorator.steps, index);
-    this.decorator.schedule();
+    let nb: INotebookSteps;
+    try {
+      nb = await this.decorator.analyze(); // the tags as they are now, read by the server
+    } catch (err) {
+      await showErrorMessage('The step editor cannot open', checkFailedText(errorText(err)));
+      return;
+    }
+    await openStepEditor(this.tags, nb, index, request => this.client.checkTags(request));
+    this.decorator.tagsChanged();
   }
 
   /** Save, show the submit dialog, submit, then follow the job into the cells. */
@@ -253,15 +258,21 @@ export class NotebookRun implements IDisposable {
     if (this.disposed || !model || this.record?.job === job.id) {
       return;
     }
-    const ids = Array.from(model.cells, cell => cell.id);
     const steps = Object.fromEntries(job.steps.map(s => [s.name, s.cells]));
     const reused = job.steps.filter(s => s.reused_from).map(s => s.name);
+    let run: number[];
+    try {
+      run = runCells(await this.decorator.analyze(), reused);
+    } catch {
+      // The server's tag check did not answer: clear the cells of the steps that run.
+      run = job.steps.filter(s => !reused.includes(s.name)).flatMap(s => s.cells);
+    }
+    if (this.disposed || this.record?.job === job.id) {
+      return;
+    }
+    const ids = Array.from(model.cells, cell => cell.id);
     this.follow(newRecord(job.id, ids, steps, { parameters: job.parameters, reused }));
-    const cells = this.panel.content.widgets.map(cell => ({
-      type: cell.model.type,
-      tags: cell.model.getMetadata('tags')
-    }));
-    this.sync!.begin(runCells(analyzeNotebook(cells), reused));
+    this.sync!.begin(run);
     this.decorator.showRun(this.sync!.record);
     this.writeRecord();
     // Saved now, a reload (or reopening the notebook) finds the job and picks it up.
@@ -329,14 +340,25 @@ export class NotebookRun implements IDisposable {
   }
 }
 
-/** Open the step editor for cell `index`; on Save (or Remove step) write the tags. */
+/** An error's words. */
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Open the step editor for cell `index`; on Save (or Remove step) write the tags the server
+ * says to write (`check`: `POST tags/check`).
+ */
 export async function openStepEditor(
   store: ITagStore,
   nb: INotebookSteps,
-  index: number
+  index: number,
+  check: (request: ITagCheckRequest) => Promise<INotebookSteps>
 ): Promise<'saved' | 'removed' | 'cancelled'> {
   const opens = !!nb.cells[index]?.opens;
-  const body = new StepEditorBody(nb, index);
+  const body = new StepEditorBody(nb, index, form =>
+    check({ cells: store.cells(), edit: { cell: index, form } })
+  );
   const buttons = [Dialog.cancelButton({ label: 'Cancel' })];
   if (opens) {
     buttons.push(Dialog.warnButton({ label: 'Remove step', accept: false }));
@@ -348,31 +370,37 @@ export async function openStepEditor(
     buttons,
     focusNodeSelector: 'input[name="name"]'
   });
-  if (result.button.label === 'Remove step') {
-    for (const [i, tags] of removeStep(store.cells(), index)) {
-      store.write(i, tags);
-    }
-    return 'removed';
-  }
-  if (!result.button.accept || !result.value) {
+  const removing = result.button.label === 'Remove step';
+  if (!removing && (!result.button.accept || !result.value)) {
     return 'cancelled';
   }
-  const form = result.value;
-  // The notebook may have changed while the dialog was open: check against it as it is now.
-  const cells = store.cells();
-  const errors = validateForm(analyzeNotebook(cells), index, form);
-  if (Object.keys(errors).length) {
+  // The notebook may have changed while the dialog was open: ask about it as it is now.
+  let answer: INotebookSteps;
+  try {
+    answer = await check({
+      cells: store.cells(),
+      edit: removing ? { cell: index, remove: true } : { cell: index, form: result.value! }
+    });
+  } catch (err) {
+    await showErrorMessage(
+      removing ? 'The step was not removed' : 'The step was not saved',
+      checkFailedText(errorText(err))
+    );
+    return 'cancelled';
+  }
+  const errors = Object.values(answer.edit?.errors ?? {});
+  if (errors.length) {
     await showDialog({
       title: 'The step was not saved',
-      body: Object.values(errors).join('\n'),
+      body: errors.join('\n'),
       buttons: [Dialog.okButton({ label: 'OK' })]
     });
     return 'cancelled';
   }
-  for (const [i, tags] of applyForm(cells, index, form)) {
-    store.write(i, tags);
+  for (const change of answer.edit?.changes ?? []) {
+    store.write(change.cell, change.tags);
   }
-  return 'saved';
+  return removing ? 'removed' : 'saved';
 }
 
 /** Open notebooks -> their NotebookRun. */
@@ -411,13 +439,14 @@ export const notebookRunPlugin: JupyterFrontEndPlugin<void> = {
   description:
     'Run a notebook as a job from its toolbar; edit steps per cell; outputs arrive live.',
   autoStart: true,
-  requires: [INotebookTracker],
+  requires: [INotebookTracker, IJupyterExtClient],
   optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, palette: ICommandPalette | null) => {
-    const client = new JupyterExtClient(
-      ServerConnection.makeSettings(),
-      ServerConnection.makeRequest
-    );
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    client: JupyterExtClient,
+    palette: ICommandPalette | null
+  ) => {
     const target = (args: { panel?: unknown }): NotebookPanel | null => {
       return args.panel ? (tracker.find(p => p.id === args.panel) ?? null) : tracker.currentWidget;
     };

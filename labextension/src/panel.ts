@@ -8,9 +8,8 @@
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
-import { el } from './dom';
+import { duration, el, progressBar, statusBadge, statusText } from './dom';
 import {
-  formatSeconds,
   jobDetails,
   jobLabel,
   ProgressTracker,
@@ -20,79 +19,10 @@ import {
   stepFraction
 } from './jobstate';
 import { hasNotebook } from './rerun';
-import { IEventStream, IJob, IRerunChoice, IStep, Status, TERMINAL } from './tokens';
+import { IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 
 /** At most this many running jobs are followed live at once (one WebSocket each). */
 export const MAX_FOLLOWED = 10;
-
-/** How long a job has run (so far, while it runs): `42s`, `2m05s`, `1h02m`. */
-export function duration(
-  job: Pick<IJob, 'started' | 'finished'>,
-  now: number = Date.now()
-): string {
-  if (!job.started) {
-    return '';
-  }
-  const end = job.finished ? Date.parse(job.finished) : now;
-  return formatSeconds((end - Date.parse(job.started)) / 1000);
-}
-
-/** `queued (2nd in line)` while a job or step waits for a slot (as the CLI says it), else its status. */
-export function statusText(item: { status: Status; queue_position?: number | null }): string {
-  const words = item.status.replace('_', ' ');
-  const place = item.queue_position;
-  if (item.status !== 'queued' || !place) {
-    return words;
-  }
-  const suffix =
-    place % 100 >= 10 && place % 100 <= 20
-      ? 'th'
-      : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[place % 10] ?? 'th');
-  return `${words} (${place}${suffix} in line)`;
-}
-
-/** A coloured status label (`jp-ext-Badge`, colour by `data-status`). */
-export function statusBadge(status: Status, text: string = status.replace('_', ' ')): HTMLElement {
-  const el = document.createElement('span');
-  el.className = 'jp-ext-Badge';
-  el.dataset.status = status;
-  el.textContent = text;
-  if (text !== status.replace('_', ' ')) {
-    el.title = `${text}: ${status.replace('_', ' ')}`;
-  }
-  return el;
-}
-
-/**
- * A step's progress bar: full once it succeeded, by cells done while it runs. `data-status`
- * colours it; the text alternative says the same in words.
- */
-export function progressBar(
-  step: Pick<IStep, 'name' | 'status' | 'cells'>,
-  fraction: number,
-  cellsDone: number
-): HTMLElement {
-  const bar = document.createElement('span');
-  bar.className = 'jp-ext-Progress';
-  bar.dataset.status = step.status;
-  bar.setAttribute('role', 'progressbar');
-  bar.setAttribute('aria-valuemin', '0');
-  bar.setAttribute('aria-valuemax', '100');
-  const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
-  bar.setAttribute('aria-valuenow', String(percent));
-  const cells = step.cells.length
-    ? `, ${Math.min(cellsDone, step.cells.length)}/${step.cells.length} cells`
-    : '';
-  bar.setAttribute('aria-label', `Step ${step.name}: ${step.status.replace('_', ' ')}${cells}`);
-  bar.title = `${step.name}: ${step.status.replace('_', ' ')}${cells}`;
-  const fill = document.createElement('span');
-  fill.className = 'jp-ext-Progress-fill';
-  // Finished steps that did not succeed show a full bar in their colour: where it ended.
-  const shown = TERMINAL.has(step.status) && step.status !== 'succeeded' ? 100 : percent;
-  fill.style.width = `${shown}%`;
-  bar.appendChild(fill);
-  return bar;
-}
 
 function button(label: string, focusKey: string, onclick: () => void): HTMLButtonElement {
   const el = document.createElement('button');

@@ -1,21 +1,23 @@
 /**
  * The step editor: a dialog to name a step and pick what it runs after and what it needs
- * (GPUs, memory, CPU, image, timeout, retries). It refuses invalid values in the form, with
- * the server's rules (tagmodel.ts), and writes the cell tags of DESIGN.md's grammar.
+ * (GPUs, memory, CPU, image, timeout, retries). The server checks the form as it is typed
+ * (`POST tags/check` with an edit, 300 ms after the last keystroke) and says which tags saving
+ * writes; Save stays disabled while the form is wrong, being checked, or cannot be checked.
  */
 
 import { Widget } from '@lumino/widgets';
 import { isRecheck, recheckDialog } from './dom';
 import {
+  checkFailedText,
   FORM_FIELDS,
   FormErrors,
   FormField,
   formFor,
-  INotebookCell,
+  ICheckCell,
   INotebookSteps,
   IStepForm,
-  validateForm
-} from './tagmodel';
+  TagChecker
+} from './tagcheck';
 
 const LABELS: Record<FormField, [string, string]> = {
   name: ['Step name', 'e.g. train (letters, digits, _ - .)'],
@@ -35,16 +37,34 @@ export class StepEditorBody extends Widget {
   private touched = false;
   /** Holds `jp-mod-error` while the form cannot be saved (the dialog disables Save on it). */
   private readonly blocker = document.createElement('span');
+  /** While the server checks the form, or when it cannot: says so. */
+  private readonly status = document.createElement('div');
+  /** Asks the server about the form as typed (debounced, stale answers dropped). */
+  readonly checker: TagChecker<IStepForm, INotebookSteps>;
 
+  /**
+   * `nb`: the server's answer about the notebook; `check(form)`: the server's answer with
+   * `form` as an edit of cell `index`.
+   */
   constructor(
-    private readonly nb: INotebookSteps,
-    private readonly index: number
+    nb: INotebookSteps,
+    index: number,
+    check: (form: IStepForm) => Promise<INotebookSteps>,
+    delayMs = 300
   ) {
     super();
     this.addClass('jp-ext-StepEditor');
     this.node.dataset.testid = 'jupyter-ext-step-editor';
+    this.checker = new TagChecker(check, delayMs);
+    this.checker.changed.connect(() => {
+      this.validate();
+      recheckDialog(this.node);
+    });
     const initial = formFor(nb, index);
-    const known = [...nb.steps.keys()].filter(n => !(nb.single && n === 'main'));
+    const current = nb.cells[index]?.opens ? nb.cells[index].step : null;
+    const known = nb.steps
+      .map(s => s.name)
+      .filter(n => n !== current && !(nb.single && n === 'main'));
     const list = document.createElement('datalist');
     list.id = `jp-ext-steps-${Math.random().toString(36).slice(2)}`;
     for (const name of known) {
@@ -53,6 +73,10 @@ export class StepEditorBody extends Widget {
       list.append(option);
     }
     this.blocker.hidden = true;
+    this.status.className = 'jp-ext-StepEditor-check';
+    this.status.dataset.testid = 'jupyter-ext-step-editor-check';
+    this.status.setAttribute('role', 'status');
+    this.status.hidden = true;
     this.node.append(this.blocker, list);
     for (const field of FORM_FIELDS) {
       const [label, hint] = LABELS[field];
@@ -83,7 +107,13 @@ export class StepEditorBody extends Widget {
       this.inputs.set(field, input);
       this.errors.set(field, error);
     }
+    this.node.append(this.status);
     this.node.addEventListener('input', this);
+  }
+
+  dispose(): void {
+    this.checker.dispose();
+    super.dispose();
   }
 
   /** The form as typed. */
@@ -95,9 +125,14 @@ export class StepEditorBody extends Widget {
     return form;
   }
 
-  /** Show each field's error; the dialog's Save button is disabled while there is one. */
+  /**
+   * Show each field's error as the server's last answer about the form says; the dialog's Save
+   * button is disabled while there is one, and while the answer is awaited or missing.
+   */
   validate(): FormErrors {
-    const errors = validateForm(this.nb, this.index, this.getValue());
+    const { state, result, error } = this.checker;
+    // While a new answer is awaited the last one stays shown (no flicker as one types).
+    const errors: FormErrors = state === 'failed' ? {} : (result?.edit?.errors ?? {});
     const untouchedEmptyName = !this.inputs.get('name')!.value.trim() && !this.touched;
     for (const field of FORM_FIELDS) {
       const message = errors[field];
@@ -115,7 +150,12 @@ export class StepEditorBody extends Widget {
         node.scrollIntoView?.({ block: 'nearest' }); // the error of the field being typed in
       }
     }
-    this.blocker.className = Object.keys(errors).length ? 'jp-mod-error' : '';
+    this.status.dataset.state = state;
+    this.status.textContent =
+      state === 'waiting' ? 'Checking the step…' : state === 'failed' ? checkFailedText(error) : '';
+    this.status.hidden = state === 'ready';
+    const blocked = state !== 'ready' || !result?.edit || Object.keys(errors).length > 0;
+    this.blocker.className = blocked ? 'jp-mod-error' : '';
     return errors;
   }
 
@@ -124,11 +164,13 @@ export class StepEditorBody extends Widget {
       return;
     }
     this.touched = true;
+    this.checker.request(this.getValue());
     this.validate();
     recheckDialog(this.node);
   }
 
   protected onAfterAttach(): void {
+    this.checker.request(this.getValue());
     this.validate();
     recheckDialog(this.node);
     this.inputs.get('name')!.focus();
@@ -137,6 +179,6 @@ export class StepEditorBody extends Widget {
 
 /** Where the editor reads and writes tags: the notebook's cells in order. */
 export interface ITagStore {
-  cells(): INotebookCell[];
+  cells(): ICheckCell[];
   write(index: number, tags: string[]): void;
 }

@@ -7,7 +7,7 @@
 import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
 import { el, isRecheck, recheckDialog, resourcesText } from './dom';
-import { cellsLabel, pyRepr } from './tagmodel';
+import { cellsLabel, pyRepr } from './labels';
 import type { IInfo, IParameter, IPlan, IPlannedStep } from './tokens';
 
 /** What the dialog answers on Run. */

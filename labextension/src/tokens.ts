@@ -2,7 +2,18 @@
  * The shapes of the jupyter-ext REST/WebSocket API (jupyter_ext/openapi.yaml is the source).
  */
 
+import { Token } from '@lumino/coreutils';
 import type { IDisposable } from '@lumino/disposable';
+import type { JupyterExtClient } from './client';
+
+/**
+ * The one client of the jupyter-ext API in the page: provided by the `jupyter-ext:client`
+ * plugin (index.ts), required by every plugin that talks to the server.
+ */
+export const IJupyterExtClient = new Token<JupyterExtClient>(
+  'jupyter-ext:IJupyterExtClient',
+  'The client of the jupyter-ext REST/WebSocket API (jobs, events, plans, tag checks).'
+);
 
 export type Status = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'not_run';
 
@@ -43,7 +54,7 @@ export interface IStep {
   started: string | null;
   finished: string | null;
   exit_code: number | null;
-  error: { [key: string]: any } | null;
+  error: IStepError | null;
   /** Set on a step a re-run did not run again: the earlier job (and attempt) it reuses. */
   reused_from?: { job: string; attempt: number } | null;
   /** While the step waits for a slot on its backend: 1 for the next to start, else null. */
@@ -63,7 +74,7 @@ export interface IJob {
   created: string;
   started: string | null;
   finished: string | null;
-  error: { [key: string]: any } | null;
+  error: IStepError | null;
   last_seq: number;
   steps: IStep[];
 }
@@ -88,7 +99,52 @@ export interface IEvent {
   cell_index?: number | null;
   cell_id?: string | null;
   output?: { [key: string]: any };
+  /** On a failing `step.end` and a diagnostic `log` event: why, as a code (docs/events.md);
+   * `error` (on `step.end`, `step.retry`, `job.end`) is an `IStepError`. */
+  reason?: Reason;
   [key: string]: any;
+}
+
+/**
+ * Why a step failed, or what a diagnostic is about: the codes of jupyter_ext/contract.py
+ * REASONS. The server words each (`message`, a log's `text`); the Lab keys its presentation
+ * on the code, never on the words.
+ */
+export const REASONS = [
+  'oom',
+  'unschedulable',
+  'image_pull',
+  'timeout',
+  'evicted',
+  'cancelled',
+  'exception',
+  'lost',
+  'kernel_died'
+] as const;
+
+export type Reason = (typeof REASONS)[number];
+
+/** A step's or job's `error`: its code, the server's plain words, and the facts beside them. */
+export interface IStepError {
+  reason?: Reason;
+  message?: string;
+  /** On a job's error: the step that failed. */
+  step?: string;
+  cell_index?: number | null;
+  cell_id?: string | null;
+  ename?: string;
+  evalue?: string;
+  traceback?: string[];
+  [key: string]: any;
+}
+
+/** The reason code of an error (or the one given beside it), when it is one of ours. */
+export function reasonOf(
+  error: { [key: string]: any } | null | undefined,
+  reason?: string | null
+): Reason | null {
+  const code = reason ?? error?.reason;
+  return (REASONS as readonly string[]).includes(code) ? (code as Reason) : null;
 }
 
 export interface IEventsPage {

@@ -67,7 +67,8 @@ step_hash() {
       LC_ALL=C sort | while read -r f; do [[ -f $f ]] && { echo "$f"; cat "$f"; }; done)
   } | hash_of
 }
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml" | head -1)
+# The one version (labextension/package.json, read by pyproject.toml's hatch-nodejs-version source).
+VERSION=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$ROOT/labextension/package.json" | head -1)
 [[ -n $VERSION ]] || VERSION=$(cd "$ROOT" && python3 -c 'import jupyter_ext; print(jupyter_ext.__version__)' 2>/dev/null || echo 0)
 
 refs() {

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_ext.backends.local import STANDBY_OWNER, STANDBY_PREFIX, LocalBackend, _proc_start_time
+from jupyter_ext.backends.local import LocalBackend
+from jupyter_ext.backends.standby import STANDBY_OWNER, STANDBY_PREFIX
+from jupyter_ext.backends.standby import proc_start_time as _proc_start_time
 
 
 @pytest.fixture

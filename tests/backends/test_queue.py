@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_ext.handlers import job_view
+from jupyter_ext.views import job_view
 from tests.harness import notebook, until
 
 pytestmark = pytest.mark.slow

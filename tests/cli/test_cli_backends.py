@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_ext import cli
+from jupyter_ext import cli, session
 from jupyter_ext.backends.base import StepLaunch
 from jupyter_ext.backends.kubernetes import KubernetesBackend
 from jupyter_ext.errors import ValidationError
@@ -90,7 +90,7 @@ def test_the_database_and_user_match_the_server_s(config_dir: Path, tmp_path: Pa
         else:
             monkeypatch.setenv("JUPYTER_EXT_DATA_DIR", env)
         (config_dir / "jupyter_jupyter_ext_config.py").write_text(text)
-        config = cli.server_config()
-        assert cli.database_path(config) == Path(cli.configured_app(config).db_path), text
-    assert cli._local_user() == local_user()
+        config = session.server_config()
+        assert session.database_path(config) == Path(session.configured_app(config).db_path), text
+    assert session.local_user() == local_user()
     assert os.environ.get("JUPYTER_CONFIG_DIR") == str(config_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_ext.cli import _status
+from jupyter_ext.cli_render import status_words
 
 pytestmark = pytest.mark.slow
 
@@ -104,8 +104,8 @@ def test_rm_prune_and_status(notebooks: Path, isolated: dict[str, str], tmp_path
 
 
 def test_status_words_say_the_place_in_line() -> None:
-    assert _status({"status": "queued", "queue_position": 1}) == "queued (1st in line)"
-    assert _status({"status": "queued", "queue_position": 2}) == "queued (2nd in line)"
-    assert _status({"status": "queued", "queue_position": 13}) == "queued (13th in line)"
-    assert _status({"status": "queued", "queue_position": None}) == "queued"
-    assert _status({"status": "running", "queue_position": 3}) == "running"
+    assert status_words({"status": "queued", "queue_position": 1}) == "queued (1st in line)"
+    assert status_words({"status": "queued", "queue_position": 2}) == "queued (2nd in line)"
+    assert status_words({"status": "queued", "queue_position": 13}) == "queued (13th in line)"
+    assert status_words({"status": "queued", "queue_position": None}) == "queued"
+    assert status_words({"status": "running", "queue_position": 3}) == "running"

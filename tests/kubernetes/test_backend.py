@@ -121,12 +121,12 @@ def test_unschedulable_gpu_request_reaches_the_user_and_cancel_removes_the_job(
         message = None
         for _ in range(60):
             events = await store.events(job["id"])
-            found = [e for e in events if e.get("reason") == "FailedScheduling"]
+            found = [e for e in events if e["type"] == "log" and e.get("reason") == "unschedulable"]
             if found:
                 message = found[0]["text"]
                 break
             await asyncio.sleep(0.5)
-        assert message and "Insufficient nvidia.com/gpu" in message, message
+        assert message and "Insufficient nvidia.com/gpu" in message and "Waiting for a machine" in message, message
         await orch.cancel(job["id"], "ada")
         final = await orch.wait(job["id"])
         assert final["status"] == "cancelled"
@@ -158,6 +158,7 @@ def test_killed_like_oom_gives_the_memory_hint(k8s_cluster: Cluster, namespace: 
         assert final["steps"][0]["exit_code"] == 137
         message = final["error"]["message"]
         assert "Out of memory: step 'big' used more than its memory limit of 1Gi" in message, message
+        assert final["error"]["reason"] == "oom", final["error"]
         assert "`memory:` tag on step 'big'" in message, message
 
     run(k8s_cluster, namespace, tmp_path, body)

@@ -12,13 +12,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.notebook import plan_notebook
-from jupyter_ext.notebook.handoff import (
-    CellSyntaxError,
+from jupyter_ext.notebook.handoff import CellSyntaxError, scan_cell
+from jupyter_ext.notebook.handoff_io import (
     handoff_load_source,
     handoff_save_source,
     load_variables,
     save_variables,
-    scan_cell,
 )
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from jupyter_ext.backends import kubernetes
 from jupyter_ext.backends.base import StepLaunch
-from jupyter_ext.backends.k8s_manifests import JobOptions, home_affinity, make_job
 from jupyter_ext.backends.kubernetes import KubernetesBackend
+from jupyter_ext.backends.kubernetes import backend as kubernetes
+from jupyter_ext.backends.kubernetes.manifests import JobOptions, home_affinity, make_job
 from jupyter_ext.errors import ValidationError
 
 HUB_ENV = {

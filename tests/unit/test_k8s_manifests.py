@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jupyter_ext.backends.base import StepLaunch
-from jupyter_ext.backends.k8s_manifests import (
+from jupyter_ext.backends.kubernetes.manifests import (
     INPUTS_DIR,
     MAX_INPUTS_BYTES,
     JobOptions,
@@ -19,9 +19,9 @@ from jupyter_ext.backends.k8s_manifests import (
     label_selector,
     make_inputs_configmap,
     make_job,
-    resource_summary,
     runner_command,
 )
+from jupyter_ext.backends.kubernetes.resources import resource_summary
 from jupyter_ext.errors import ValidationError
 from jupyter_ext.models import Resources
 

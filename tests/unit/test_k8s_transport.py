@@ -18,11 +18,11 @@ from aiohttp.base_protocol import BaseProtocol
 from jupyter_ext.backends.kubernetes import (
     RESTART_STRIDE,
     LogRead,
-    _lines,
     container_waiting,
     plan_log_reads,
     restart_count,
 )
+from jupyter_ext.backends.kubernetes.podlog import read_lines
 from jupyter_ext.runner import transfer
 from jupyter_ext.runner.emitter import Emitter, parse_line
 
@@ -150,7 +150,7 @@ def test_log_lines_of_any_length() -> None:
         for start in range(0, len(body), 10_000):  # as a socket delivers it: in pieces
             reader.feed_data(body[start : start + 10_000])
         reader.feed_eof()
-        return [line async for line in _lines(reader)]
+        return [line async for line in read_lines(reader)]
 
     lines = asyncio.run(read())
     assert lines[0] == b"2026-01-01T00:00:00Z a\n" and len(lines[1]) > 400_000 and lines[2] == b"last"

@@ -44,7 +44,9 @@ def test_remote_exception_keeps_builtin_type_and_traceback() -> None:
     custom = remote_exception({"ename": "MyError", "evalue": "x"}, "j2")
     assert type(custom) is RemoteError and str(custom) == "x"
     assert custom._render_traceback_() == ["\x1b[31mMyError\x1b[39m: x"]
-    lost = remote_exception({"message": "cell 1 raised KeyError: "}, "j3")
+    lost = remote_exception(
+        {"reason": "exception", "cell_index": 0, "ename": "KeyError", "message": "cell 1 raised"}, "j3"
+    )
     assert str(lost) == "the %%remote cell raised KeyError: "
     cancelled = remote_exception({"message": "cancelled"}, "j4", "cancelled")
     assert isinstance(cancelled, RemoteCancelled) and cancelled._render_traceback_() == ["%%remote: job j4 cancelled"]

@@ -99,7 +99,7 @@ def test_parameters_within_the_bounds_pass() -> None:
 
 
 def test_cli_parameters_go_through_the_same_check() -> None:
-    """`jupyter-ext run -p class 1` builds this spec and parses it as JobSpec (cli.InProcess.submit)."""
+    """`jupyter-ext run -p class 1` builds this spec and parses it as JobSpec (session.InProcessSession.submit)."""
     with pytest.raises(ValidationError) as info:
         parse(JobSpec, {"notebook": "a.ipynb", "parameters": {"class": parse_value("1")}})
     assert info.value.field == "parameters.class"

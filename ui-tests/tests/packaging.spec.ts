@@ -1,5 +1,7 @@
 /**
- * The wheel is the whole install: build it, `pip install` it into a fresh virtual
+ * The wheel is the whole install: build the release (`make dist`: the sdist from a clean copy of
+ * the tree, the wheel from that sdist with the production labextension, twine check, the
+ * allow-list of scripts/check_dist.py), `pip install` the wheel into a fresh virtual
  * environment (jupyterlab and the rest from PyPI, through a wheelhouse cached under
  * ~/.cache/jupyter-ext/ keyed by Python version and the wheel's requirements), then check
  * that Jupyter lists both extensions as enabled and OK, and that this environment's
@@ -17,8 +19,13 @@ import { activated, expect, openLab, ourErrors, test, waitForJob, watchConsole }
 const VENV_PYTHON = path.join(REPO, '.venv', 'bin', 'python');
 
 /** Run a command; answers stdout+stderr, throws with them when it fails. */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
-  const result = spawnSync(cmd, args, { cwd: REPO, env, encoding: 'utf-8', timeout: 300_000 });
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  timeout = 300_000
+): string {
+  const result = spawnSync(cmd, args, { cwd: REPO, env, encoding: 'utf-8', timeout });
   // Without colour codes (Jupyter paints "enabled" and "OK").
   // eslint-disable-next-line no-control-regex
   const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.replace(/\x1b\[[0-9;]*m/g, '');
@@ -29,26 +36,19 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
 }
 
 test.describe('the built wheel', () => {
-  test.setTimeout(400_000);
+  test.setTimeout(1_200_000);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'wheel-check-'));
   test.afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
   test('installs with pip and loads in JupyterLab', async ({ browser }, testInfo) => {
-    // 1. Build the wheel from this checkout (the prebuilt labextension goes inside).
+    // 1. The release build of this checkout, exactly as `make dist` makes it (into a folder of
+    // its own): the sdist from a clean copy, the wheel from the sdist, both checked.
     const dist = path.join(work, 'dist');
-    run(VENV_PYTHON, [
-      '-m',
-      'pip',
-      'wheel',
-      '--no-deps',
-      '--no-build-isolation',
-      '-q',
-      '-w',
-      dist,
-      REPO
-    ]);
+    const built = run('make', ['-s', 'dist', `DIST=${dist}`], process.env, 900_000);
+    await testInfo.attach('make dist', { body: built, contentType: 'text/plain' });
     const wheels = fs.readdirSync(dist).filter(f => f.endsWith('.whl'));
     expect(wheels).toHaveLength(1);
+    expect(fs.readdirSync(dist).filter(f => f.endsWith('.tar.gz'))).toHaveLength(1);
     const wheel = path.join(dist, wheels[0]);
     const listing = run(VENV_PYTHON, [
       '-c',
@@ -65,6 +65,8 @@ test.describe('the built wheel', () => {
       true
     );
     expect(listing.filter(n => n.includes('node_modules'))).toEqual([]);
+    // The production build: no source maps, no development build log.
+    expect(listing.filter(n => n.endsWith('.map') || n.endsWith('build_log.json'))).toEqual([]);
 
     // 2. A fresh environment with nothing but the wheel and what it requires.
     const requires = run(VENV_PYTHON, [

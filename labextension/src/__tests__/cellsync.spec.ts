@@ -9,7 +9,7 @@ import {
   plainError,
   runCells
 } from '../cellsync';
-import { analyzeNotebook } from '../tagmodel';
+import { answer, cellInfo } from './tagfakes';
 import { IEvent } from '../tokens';
 
 /** An in-memory notebook: cells by id, each a list of outputs (streams merge as in Lab). */
@@ -288,14 +288,15 @@ describe('CellSync', () => {
         type: 'log',
         step: 'two',
         stream: 'stderr',
-        reason: 'FailedScheduling',
-        text: 'FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.\n'
+        reason: 'unschedulable',
+        text: "Waiting for a machine: no node has enough free GPUs for step 'two' right now.\n"
       })
     );
-    expect(sync.record.messages.b.kind).toBe('warning');
-    expect(sync.record.messages.b.text).toMatch(
-      /^Waiting for a machine: no node of the cluster has enough free GPUs for step 'two'/
-    );
+    expect(sync.record.messages.b).toEqual({
+      kind: 'warning',
+      reason: 'unschedulable',
+      text: "Waiting for a machine: no node has enough free GPUs for step 'two' right now."
+    });
     sync.apply(ev(2, { type: 'step.start', step: 'two' }));
     expect(sync.record.messages).toEqual({});
   });
@@ -310,24 +311,24 @@ describe('CellSync', () => {
         step: 'two',
         status: 'failed',
         exit_code: 137,
-        error: { message: "the step ran out of memory: raise `memory:` on step 'two'" }
+        reason: 'oom',
+        error: {
+          reason: 'oom',
+          message:
+            "Out of memory: step 'two' used more than its memory limit of 1Gi. Raise `memory:`."
+        }
       })
     );
     expect(sync.record.states).toEqual({ a: 'queued', b: 'failed', c: 'not_run' });
-    expect(sync.record.messages.b.text).toMatch(/^Out of memory: step 'two' used more memory/);
-    sync.apply(
-      ev(4, {
-        type: 'step.end',
-        step: 'one',
-        status: 'not_run',
-        error: { message: "step 'two' failed" }
-      })
-    );
-    expect(sync.record.states.a).toBe('not_run');
-    expect(sync.record.messages.a).toEqual({ kind: 'warning', text: "Not run: step 'two' failed" });
+    // The server's words, as made once for the code (less their code marks); the code kept.
+    expect(sync.record.messages.b).toEqual({
+      kind: 'error',
+      reason: 'oom',
+      text: "Out of memory: step 'two' used more than its memory limit of 1Gi. Raise memory:."
+    });
   });
 
-  it('does not say "not run" twice when the server already does', () => {
+  it('shows the server’s words of a step not run, as a sentence', () => {
     const [, sync] = fresh();
     sync.apply(
       ev(1, {
@@ -396,24 +397,39 @@ describe('CellSync: cells show only the current run', () => {
   });
 
   it('knows which cells a run executes: steps, imports and parameters; not skip or markdown', () => {
-    const code = (...tags: string[]) => ({ type: 'code', tags });
-    const nb = analyzeNotebook([
-      { type: 'markdown', tags: [] }, // 0
-      code(), // 1: before the first tag, in no step (as in Kale)
-      code('imports'), // 2
-      code(), // 3: continues the imports block
-      code('parameters'), // 4
-      code('step:load'), // 5
-      code('skip'), // 6
-      code('step:train', 'after:load'), // 7
-      code() // 8
-    ]);
+    // The server's answer (POST tags/check) for: markdown, untagged, imports, untagged,
+    // parameters, step:load, skip, step:train + after:load, untagged.
+    const nb = answer({
+      cells: [
+        cellInfo(0, { tags: null }),
+        cellInfo(1), // before the first tag, in no step (as in Kale)
+        cellInfo(2, { tags: ['imports'], role: 'imports' }),
+        cellInfo(3), // continues the imports block
+        cellInfo(4, { tags: ['parameters'], role: 'parameters' }),
+        cellInfo(5, { tags: ['step:load'], role: 'step', step: 'load', opens: true }),
+        cellInfo(6, { tags: ['skip'], role: 'skip' }),
+        cellInfo(7, {
+          tags: ['step:train', 'after:load'],
+          role: 'step',
+          step: 'train',
+          opens: true
+        }),
+        cellInfo(8, { step: 'train' })
+      ]
+    });
     expect(runCells(nb)).toEqual([2, 3, 4, 5, 7, 8]);
     expect(runCells(nb, ['load'])).toEqual([2, 3, 4, 7, 8]);
     // No step tags: one step, every code cell but skip.
-    expect(runCells(analyzeNotebook([code('parameters'), code(), code('skip'), code()]))).toEqual([
-      0, 1, 3
-    ]);
+    const single = answer({
+      single: true,
+      cells: [
+        cellInfo(0, { tags: ['parameters'], role: 'parameters' }),
+        cellInfo(1, { step: 'main' }),
+        cellInfo(2, { tags: ['skip'], role: 'skip' }),
+        cellInfo(3, { step: 'main' })
+      ]
+    });
+    expect(runCells(single)).toEqual([0, 1, 3]);
   });
 
   it('keeps the cells of steps a re-run reuses, marked done, and clears the rest', () => {
@@ -496,20 +512,52 @@ describe('CellSync: cells show only the current run', () => {
 });
 
 describe('plain language', () => {
-  it('explains Kubernetes diagnostics without jargon first', () => {
+  const diag = (fields: Partial<IEvent>): IEvent =>
+    ({
+      v: 1,
+      job: 'j',
+      step: 's',
+      seq: 1,
+      ts: 0,
+      type: 'log',
+      stream: 'stderr',
+      ...fields
+    }) as IEvent;
+
+  it('shows a diagnostic in the server’s words, keyed on its code, reading no English', () => {
+    const text =
+      "The image of step 's' could not be downloaded: check the `image:` tag. (Kubernetes: ImagePullBackOff: x)\n";
+    expect(plainDiagnostic(diag({ reason: 'image_pull', text }))).toEqual({
+      kind: 'warning',
+      reason: 'image_pull',
+      text: "The image of step 's' could not be downloaded: check the image: tag. (Kubernetes: ImagePullBackOff: x)"
+    });
+    // A code the Lab does not know (a newer server): the words still show, no code kept.
+    expect(plainDiagnostic(diag({ reason: 'FailedScheduling' as any, text: 'words\n' }))).toEqual({
+      kind: 'warning',
+      text: 'words'
+    });
+  });
+
+  it('words an error from its message, whatever the message says', () => {
+    // Keyed on the code: a timeout's words are the server's, never re-parsed.
     expect(
-      plainDiagnostic('ImagePullBackOff', 'ImagePullBackOff: Back-off pulling image "x:nope"', 's')
-    ).toMatch(/^The image of step 's' could not be downloaded/);
-    expect(
-      plainDiagnostic(
-        'FailedScheduling',
-        'FailedScheduling: 0/1 nodes: 1 node(s) had untolerated taint',
-        null
+      plainError(
+        { reason: 'timeout', message: "step 'x' timed out after 2h; raise `timeout:` on step 'x'" },
+        'x'
       )
-    ).toMatch(/no node of the cluster accepts the step/);
+    ).toBe("step 'x' timed out after 2h; raise timeout: on step 'x'");
+    // Words that look like another failure do not change what is shown.
+    expect(plainError({ reason: 'lost', message: 'out of memory? timed out?' }, 'x')).toBe(
+      'out of memory? timed out?'
+    );
     expect(
-      plainError({ message: "step 'x' timed out after 2h; raise `timeout:` on step 'x'" }, 'x')
-    ).toBe("Timed out: step 'x' timed out after 2h; raise timeout: on step 'x'");
+      plainError(
+        { reason: 'exception', ename: 'ValueError', evalue: 'bad', message: 'cell 2 raised' },
+        'x',
+        true
+      )
+    ).toBe("This cell raised ValueError: bad. Step 'x' stopped here.");
     expect(plainError(null, 'x')).toBe("step 'x' failed");
   });
 });

@@ -34,6 +34,19 @@ describe('JupyterExtClient requests', () => {
     });
   });
 
+  it('asks the tag check with the cells as a JSON POST', async () => {
+    const { calls, makeRequest } = recorder(200, { single: true, cells: [], steps: [] });
+    const request = {
+      cells: [{ cell_type: 'code', metadata: { tags: ['step:a'] } }],
+      edit: { cell: 0, remove: true as const }
+    };
+    const answer = await new JupyterExtClient(settings, makeRequest).checkTags(request);
+    expect(answer.single).toBe(true);
+    expect(calls[0].url).toBe('http://host/base/jupyter-ext/api/tags/check');
+    expect(calls[0].init.method).toBe('POST');
+    expect(JSON.parse(String(calls[0].init.body))).toEqual(request);
+  });
+
   it('builds event, cancel and artifact URLs with escaping', async () => {
     const { calls, makeRequest } = recorder(200, { events: [], last_seq: 0, done: true });
     const client = new JupyterExtClient(settings, makeRequest);

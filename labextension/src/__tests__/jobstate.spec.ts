@@ -4,9 +4,10 @@ import {
   logLines,
   plainMessage,
   ProgressTracker,
+  REASON_HINTS,
   stepFraction
 } from '../jobstate';
-import { IEvent } from '../tokens';
+import { IEvent, REASONS } from '../tokens';
 import { job, step } from './jobfakes';
 
 let seq = 0;
@@ -143,36 +144,57 @@ describe('logLines', () => {
 });
 
 describe('explainError', () => {
-  it('keeps the message and adds what a Kubernetes condition means', () => {
+  it('keeps the message and adds what its reason code means', () => {
     const oom = explainError({
+      reason: 'oom',
       message: "the step ran out of memory: raise `memory:` on step 'train'"
     });
     expect(oom).toContain("The step ran out of memory: raise `memory:` on step 'train'.");
     expect(oom).toContain('needed more memory than it was given');
+    // A diagnostic's code comes beside its words (a `log` event's `reason`).
     expect(
-      explainError(
-        { message: '0/3 nodes are available: 3 Insufficient nvidia.com/gpu.' },
-        'FailedScheduling'
-      )
+      explainError({ message: 'Waiting for a machine: no node has 8 free GPUs.' }, 'unschedulable')
     ).toContain('No machine in the cluster can take the step');
-    expect(
-      explainError({ message: 'Back-off pulling image "pyhton:3.11"' }, 'ImagePullBackOff')
-    ).toContain('container image could not be downloaded');
-    expect(explainError({ message: "step 'train' timed out after 2m" })).toContain(
-      '`timeout:` tag'
+    expect(explainError({ message: 'The image could not be downloaded.' }, 'image_pull')).toContain(
+      'container image could not be downloaded'
     );
+    expect(
+      explainError({ reason: 'timeout', message: "step 'train' timed out after 2m" })
+    ).toContain('`timeout:` tag');
+    expect(explainError({ reason: 'evicted', message: 'the node evicted it' })).toContain(
+      'took its resources back'
+    );
+    expect(explainError({ reason: 'lost', message: 'gone' })).toContain('Re-run it');
+  });
+
+  it('reads the code, never the words', () => {
+    // Words that name another failure add nothing without its code...
+    expect(explainError({ message: 'the step ran out of memory; OOMKilled; timed out' })).toBe(
+      'The step ran out of memory; OOMKilled; timed out.'
+    );
+    // ...and a code adds its meaning whatever the words say.
+    expect(explainError({ reason: 'oom', message: 'stopped' })).toMatch(
+      /^Stopped\. The step needed more memory/
+    );
+    // A raw Kubernetes reason is not a code: the server maps those (jupyter_ext/reasons.py).
+    expect(explainError({ message: 'x' }, 'OOMKilled')).toBe('X.');
+    for (const code of REASONS) {
+      expect(REASON_HINTS).toHaveProperty(code);
+    }
   });
 
   it('points at the code for an exception in a cell, and says nothing for no error', () => {
     expect(
-      explainError({ message: 'cell 3 raised ValueError: bad', ename: 'ValueError', cell_index: 3 })
+      explainError({
+        reason: 'exception',
+        message: 'cell 3 raised ValueError: bad',
+        ename: 'ValueError',
+        cell_index: 3
+      })
     ).toBe(
       'Cell 3 raised ValueError: bad. This error came from the code in that cell; its traceback is in the step log.'
     );
-    // The banner reads as sentences: a capital, a full stop between message and hint.
-    expect(explainError({ message: 'the step ran out of memory' })).toMatch(
-      /^The step ran out of memory\. The step needed more memory/
-    );
+    expect(explainError({ reason: 'cancelled', message: 'cancelled' })).toBe('Cancelled.');
     expect(explainError(null)).toBe('');
     expect(plainMessage({ ename: 'KeyError', evalue: "'x'" })).toBe("KeyError: 'x'");
   });

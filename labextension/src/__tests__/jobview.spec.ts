@@ -2,6 +2,7 @@ import { Widget } from '@lumino/widgets';
 import { ApiError } from '../client';
 import { IJobViewOptions, JobView, resourcesText } from '../jobview';
 import { JobsPanel } from '../panel';
+import type { IStepError } from '../tokens';
 import { FakeApi, job, settle, step } from './jobfakes';
 
 beforeAll(() => {
@@ -213,7 +214,10 @@ describe('JobView', () => {
 
   it('explains errors in plain words, on the job and on the step', async () => {
     const fake = new FakeApi();
-    const oom = { message: "the step ran out of memory: raise `memory:` on step 'train'" };
+    const oom: IStepError = {
+      reason: 'oom',
+      message: "the step ran out of memory: raise `memory:` on step 'train'"
+    };
     const failed = twoSteps('failed');
     failed.steps[1].error = oom;
     failed.error = { ...oom, step: 'train' };
@@ -242,8 +246,8 @@ describe('JobView', () => {
         type: 'log',
         step: 'train',
         stream: 'stderr',
-        reason: 'FailedScheduling',
-        text: 'FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.\n'
+        reason: 'unschedulable',
+        text: 'Waiting for a machine. (Kubernetes: FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.)\n'
       }
     ]);
     const view = await open(fake);

@@ -3,7 +3,8 @@ import { JupyterExtClient, MakeRequest } from '../client';
 import { CellBar } from '../cellchips';
 import { StepEditorBody } from '../stepeditor';
 import { parameterText, parseParameter, stepResources, SubmitDialogBody } from '../submitdialog';
-import { analyzeNotebook, INotebookCell } from '../tagmodel';
+import type { FormErrors, INotebookSteps, IStepForm } from '../tagcheck';
+import { answer, cellInfo, loadNotebook, stepInfo } from './tagfakes';
 import { IParameter, IPlan } from '../tokens';
 import { reply, settings } from './transport';
 
@@ -238,11 +239,39 @@ describe('SubmitDialogBody', () => {
 });
 
 describe('StepEditorBody', () => {
-  const cells: INotebookCell[] = [
-    { type: 'code', tags: ['parameters'] },
-    { type: 'code', tags: ['step:load', 'memory:2Gi'] },
-    { type: 'code', tags: [] }
-  ];
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  /**
+   * A FAKE of the server's `POST tags/check` with an edit: it answers the errors `rules` gives
+   * for the form (the real rules are the server's, tested in tests/server/test_tagcheck.py),
+   * and records each form it was asked about.
+   */
+  function fakeServerCheck(rules: (form: IStepForm) => FormErrors) {
+    const asked: IStepForm[] = [];
+    const check = async (form: IStepForm): Promise<INotebookSteps> => {
+      asked.push({ ...form });
+      return { ...loadNotebook(), edit: { errors: rules(form), changes: [] } };
+    };
+    return { asked, check };
+  }
+
+  /** The fake's rules for a form on cell `cell` (cell 1 opens step load). */
+  const rulesFor = (cell: number) => (form: IStepForm) => {
+    const errors: FormErrors = {};
+    if (!form.name) {
+      errors.name = 'name: give the step a name, e.g. train';
+    } else if (form.name === 'load' && cell !== 1) {
+      errors.name = "name: step 'load' already starts at cell 2; pick another name";
+    }
+    if (form.gpu === 'two') {
+      errors.gpu = "gpu: 'two' is not a whole number of GPUs; use e.g. 2";
+    }
+    if (form.after === 'nope') {
+      errors.after = "after: 'nope' names no step; the notebook has no steps";
+    }
+    return errors;
+  };
 
   function type(body: StepEditorBody, field: string, value: string) {
     const input = body.node.querySelector<HTMLInputElement>(`input[data-field="${field}"]`)!;
@@ -262,68 +291,115 @@ describe('StepEditorBody', () => {
     return out;
   }
 
-  it('prefills the step and refuses bad values field by field', () => {
-    const body = new StepEditorBody(analyzeNotebook(cells), 1);
+  const status = (body: StepEditorBody) =>
+    body.node.querySelector<HTMLElement>('[data-testid="jupyter-ext-step-editor-check"]')!;
+  const blocked = (body: StepEditorBody) => !!body.node.querySelector('.jp-mod-error');
+
+  /** Let the debounce run out and the fake's answer arrive. */
+  async function answered(): Promise<void> {
+    await jest.advanceTimersByTimeAsync(300);
+  }
+
+  it('prefills the step from the server answer and shows its errors field by field', async () => {
+    const server = fakeServerCheck(rulesFor(1));
+    const body = new StepEditorBody(loadNotebook(), 1, server.check);
     Widget.attach(body, document.body);
     expect(body.node.dataset.testid).toBe('jupyter-ext-step-editor');
     expect(body.getValue()).toMatchObject({ name: 'load', memory: '2Gi', gpu: '' });
-    expect(shownErrors(body)).toEqual({});
+    await answered();
     type(body, 'gpu', 'two');
-    type(body, 'memory', '16GG');
     type(body, 'after', 'nope');
+    // Waiting for the server: Save is blocked and the editor says it is checking.
+    expect(blocked(body)).toBe(true);
+    expect(status(body).hidden).toBe(false);
+    expect(status(body).textContent).toBe('Checking the step…');
+    await answered();
+    expect(server.asked.length).toBe(2); // the first look, then once for both keystrokes
     expect(shownErrors(body)).toEqual({
       gpu: "gpu: 'two' is not a whole number of GPUs; use e.g. 2",
-      memory:
-        "memory: '16GG' is not a Kubernetes quantity; use e.g. '16Gi' (suffixes Ki, Mi, Gi, Ti or k, M, G, T, or m for thousandths)",
       after: "after: 'nope' names no step; the notebook has no steps"
     });
-    expect(body.node.querySelectorAll('input.jp-mod-error').length).toBe(3);
+    expect(body.node.querySelectorAll('input.jp-mod-error').length).toBe(2);
+    expect(status(body).hidden).toBe(true);
     type(body, 'gpu', '2');
-    type(body, 'memory', '4Gi');
+    // Until the answer comes, the last one stays shown (and Save stays off).
+    expect(shownErrors(body).gpu).toContain("'two'");
+    expect(blocked(body)).toBe(true);
     type(body, 'after', '');
+    await answered();
     expect(shownErrors(body)).toEqual({});
-    expect(body.node.querySelector('.jp-mod-error')).toBeNull();
+    expect(blocked(body)).toBe(false);
     Widget.detach(body);
   });
 
-  it('has the dialog look again after its own check ran first', () => {
+  it('has the dialog look again when the answer arrives', async () => {
     // JupyterLab's Dialog checks `.jp-mod-error` from a capturing `input` listener on the
-    // document, before the body validated: its last look must see the body's new state.
-    const body = new StepEditorBody(analyzeNotebook(cells), 1);
+    // document: after the server's answer its last look must see the body's new state.
+    const server = fakeServerCheck(rulesFor(1));
+    const body = new StepEditorBody(loadNotebook(), 1, server.check);
     Widget.attach(body, document.body);
+    await answered();
     const looks: boolean[] = [];
-    const dialog = () => looks.push(!!body.node.querySelector('.jp-mod-error'));
+    const dialog = () => looks.push(blocked(body));
     document.addEventListener('input', dialog, true);
     try {
       type(body, 'gpu', 'two');
-      expect(looks).toEqual([false, true]);
+      await answered();
+      expect(looks[looks.length - 1]).toBe(true);
       type(body, 'gpu', '2');
-      expect(looks.slice(2)).toEqual([true, false]);
+      await answered();
+      expect(looks[looks.length - 1]).toBe(false);
     } finally {
       document.removeEventListener('input', dialog, true);
       Widget.detach(body);
     }
   });
 
-  it('blocks Save on a new step until it has a name, without scolding first', () => {
-    const body = new StepEditorBody(analyzeNotebook(cells), 2);
+  it('blocks Save on a new step until it has a name, without scolding first', async () => {
+    const server = fakeServerCheck(rulesFor(2));
+    const body = new StepEditorBody(loadNotebook(), 2, server.check);
     Widget.attach(body, document.body);
+    await answered();
     expect(shownErrors(body)).toEqual({});
     // Save is blocked (the dialog looks for .jp-mod-error), but the empty field is not red yet.
-    expect(body.node.querySelector('.jp-mod-error')).not.toBeNull();
+    expect(blocked(body)).toBe(true);
     expect(body.node.querySelector('input.jp-mod-error')).toBeNull();
     expect(body.node.querySelector('input[data-field="name"]')!.getAttribute('aria-invalid')).toBe(
       'false'
     );
     type(body, 'name', 'load');
-    expect(body.node.querySelector('input[data-field="name"]')!.classList).toContain(
-      'jp-mod-error'
-    );
+    await answered();
     expect(shownErrors(body).name).toBe(
       "name: step 'load' already starts at cell 2; pick another name"
     );
     type(body, 'name', 'train');
-    expect(body.node.querySelector('.jp-mod-error')).toBeNull();
+    await answered();
+    expect(blocked(body)).toBe(false);
+    Widget.detach(body);
+  });
+
+  it('says when the server cannot be reached, and keeps Save blocked until it answers', async () => {
+    let reachable = false;
+    const check = async (form: IStepForm): Promise<INotebookSteps> => {
+      if (!reachable) {
+        throw new TypeError('Failed to fetch');
+      }
+      return { ...loadNotebook(), edit: { errors: rulesFor(1)(form), changes: [] } };
+    };
+    const body = new StepEditorBody(loadNotebook(), 1, check);
+    Widget.attach(body, document.body);
+    type(body, 'name', 'train');
+    await answered();
+    expect(blocked(body)).toBe(true);
+    expect(status(body).dataset.state).toBe('failed');
+    expect(status(body).textContent).toContain(
+      'The server could not check the tags (Failed to fetch)'
+    );
+    reachable = true;
+    type(body, 'gpu', '1');
+    await answered();
+    expect(status(body).hidden).toBe(true);
+    expect(blocked(body)).toBe(false);
     Widget.detach(body);
   });
 });
@@ -340,6 +416,59 @@ describe('CellBar', () => {
     expect(box.hidden).toBe(true);
     bar.showParameters(null);
     expect(box.hidden).toBe(true);
+    bar.dispose();
+  });
+
+  it('shows the step a cell opens, its resources and problems, from the server answer', () => {
+    const bar = new CellBar(() => undefined);
+    const nb = answer({
+      cells: [
+        cellInfo(0, {
+          tags: ['step:train', 'gpu:2', 'memory:16Gi', 'after:lod'],
+          role: 'step',
+          step: 'train',
+          opens: true,
+          problems: [
+            {
+              cell: 0,
+              step: 'train',
+              tag: 'after:lod',
+              message: "cell 1: tag 'after:lod' names no step; did you mean 'load'?"
+            }
+          ]
+        }),
+        cellInfo(1, { step: 'train' })
+      ],
+      steps: [stepInfo('train', [0, 1], { after: ['lod'], settings: { gpu: '2', memory: '16Gi' } })]
+    });
+    bar.showTags(nb, 0);
+    expect(bar.chip.textContent).toBe('train · 2 GPU · 16Gi');
+    expect(bar.chip.dataset.role).toBe('step');
+    expect(bar.chip.classList).toContain('jp-mod-problem');
+    expect(bar.chip.title).toContain(
+      "⚠ cell 1: tag 'after:lod' names no step; did you mean 'load'?"
+    );
+    bar.showTags(nb, 1);
+    expect(bar.chip.textContent).toBe('+ step');
+    expect(bar.chip.dataset.role).toBe('continues');
+    expect(bar.chip.title).toContain('Part of step train.');
+    bar.dispose();
+  });
+
+  it('says while the tags are being checked, and when the server cannot check them', () => {
+    const bar = new CellBar(() => undefined);
+    bar.showTags(null, 0, 'waiting');
+    expect(bar.chip.textContent).toBe('…');
+    expect(bar.chip.title).toBe('Checking the tags…');
+    expect(bar.chip.classList).toContain('jp-mod-checking');
+    bar.showTags(null, 0, 'failed', 'Failed to fetch');
+    expect(bar.chip.title).toContain('The server could not check the tags (Failed to fetch)');
+    expect(bar.chip.classList).toContain('jp-mod-unchecked');
+    expect(bar.chip.dataset.check).toBe('failed');
+    // An earlier answer stays shown while a new one is awaited, marked as such.
+    bar.showTags(loadNotebook(), 1, 'waiting');
+    expect(bar.chip.textContent).toBe('load · 2Gi');
+    expect(bar.chip.title).toContain('(Checking the tags as they are now…)');
     bar.dispose();
   });
 });

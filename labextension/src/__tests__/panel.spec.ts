@@ -1,6 +1,7 @@
 import { Widget } from '@lumino/widgets';
 import { ApiError, JupyterExtClient } from '../client';
-import { duration, JobsPanel, statusText } from '../panel';
+import { duration, statusText } from '../dom';
+import { JobsPanel } from '../panel';
 import { IEvent, IJob } from '../tokens';
 import { FakeApi, job, step as fullStep } from './jobfakes';
 

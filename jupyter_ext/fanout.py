@@ -1,5 +1,7 @@
 """In-memory fan-out of stored events to live subscribers (WebSocket handlers, the CLI).
 
+(Named `fanout`, not `hub`: jupyter_ext.hub is the JupyterHub integration.)
+
 Events are stored first (store.py gives them their `seq`), then published here. A subscriber
 reads the backlog from the store and then the live queue, dropping anything with a `seq` it
 has already seen, so subscribing and catching up can overlap safely.
@@ -12,7 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 
-class EventHub:
+class EventFanout:
     """Per-job subscriber queues. Publishing never blocks: slow readers get an unbounded queue."""
 
     def __init__(self) -> None:
