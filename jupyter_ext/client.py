@@ -108,7 +108,12 @@ class ServerSession:
         await self.request("DELETE", f"jobs/{quote(job_id)}")
 
     async def prune(self, older_than: str | None, keep: int | None, dry_run: bool = False) -> list[str]:
-        body = {"older_than": older_than, "keep": keep, "dry_run": dry_run}
+        # Only what was asked: the API refuses a null `older_than` / `keep` (they are optional, not nullable).
+        body: dict[str, Any] = {"dry_run": dry_run}
+        if older_than is not None:
+            body["older_than"] = older_than
+        if keep is not None:
+            body["keep"] = keep
         return list((await self.request("POST", "jobs/prune", body))["deleted"])
 
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:

@@ -33,3 +33,12 @@ REASONS: Final = (
 #: and the folder its outputs are saved in (notebook/handoff_io.py reads both in the kernel).
 HANDOFF_IN_ENV: Final = "JUPYTER_EXT_HANDOFF_IN"
 HANDOFF_OUT_ENV: Final = "JUPYTER_EXT_HANDOFF_OUT"
+
+#: The files of one step attempt in its folder (`attempt_dir`), written by the runner and read by the
+#: backends and the server (layout.AttemptFiles names them for the server side).
+ATTEMPT_EVENTS: Final = "events.jsonl"  # the runner's events, one JSON object a line (local backend)
+ATTEMPT_ARTIFACTS: Final = "artifacts"  # the step's artifacts folder
+ATTEMPT_HANDOFF: Final = "handoff"  # the step's hand-off outputs (<name>.pkl, _manifest.json)
+ATTEMPT_KERNEL_PID: Final = "kernel.pid"
+ATTEMPT_PARAMETERS: Final = "parameters.json"
+ATTEMPT_RUNNER_LOG: Final = "runner.log"

@@ -27,14 +27,22 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract import (
+    ATTEMPT_ARTIFACTS,
+    ATTEMPT_EVENTS,
+    ATTEMPT_HANDOFF,
+    ATTEMPT_KERNEL_PID,
+    ATTEMPT_PARAMETERS,
+    ATTEMPT_RUNNER_LOG,
+)
 from .errors import NotFound, ValidationError
 
 JOBS = "jobs"
 UPLOADS = "uploads"
 NOTEBOOK = "notebook.ipynb"
 STEP_NOTEBOOK = "step.ipynb"
-HANDOFF = "handoff"
-ARTIFACTS = "artifacts"
+HANDOFF = ATTEMPT_HANDOFF
+ARTIFACTS = ATTEMPT_ARTIFACTS
 
 
 def resolved(path: Path, relative: str, field: str) -> Path:
@@ -55,7 +63,7 @@ class AttemptFiles:
 
     @property
     def events(self) -> Path:
-        return self.dir / "events.jsonl"
+        return self.dir / ATTEMPT_EVENTS
 
     @property
     def artifacts(self) -> Path:
@@ -67,15 +75,15 @@ class AttemptFiles:
 
     @property
     def kernel_pid(self) -> Path:
-        return self.dir / "kernel.pid"
+        return self.dir / ATTEMPT_KERNEL_PID
 
     @property
     def parameters(self) -> Path:
-        return self.dir / "parameters.json"
+        return self.dir / ATTEMPT_PARAMETERS
 
     @property
     def runner_log(self) -> Path:
-        return self.dir / "runner.log"
+        return self.dir / ATTEMPT_RUNNER_LOG
 
     @property
     def handle(self) -> Path:

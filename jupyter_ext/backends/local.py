@@ -27,6 +27,7 @@ from typing import Any
 from traitlets import Float, Int, List, Unicode, default
 
 from ..errors import BackendError, ValidationError
+from ..layout import AttemptFiles
 from ..models import Resources
 from ..runner.emitter import parse_line
 from .base import Backend, EventsOrOutcome, Handle, Outcome, StepLaunch, handoff_env, runner_argv
@@ -130,7 +131,7 @@ class _Tailer(threading.Thread):
             if event is None or int(event.get("n", 0)) <= w.after:
                 continue
             if event.get("type") == "artifact" and "path" in event:
-                event["location"] = str(w.attempt_dir / "artifacts" / event["path"])
+                event["location"] = str(AttemptFiles(w.attempt_dir).artifacts / event["path"])
             events.append(event)
             if event.get("type") == "step.end":
                 w.end_event = event
@@ -345,17 +346,18 @@ class LocalBackend(Backend[LocalHandle]):
         existing = self._existing(attempt_dir)
         if existing is not None:
             return existing
-        (attempt_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-        params_file = attempt_dir / "parameters.json"
+        files = AttemptFiles(attempt_dir)
+        files.artifacts.mkdir(parents=True, exist_ok=True)
+        params_file = files.parameters
         params_file.write_text(json.dumps(launch.parameters))
         step_env = {**launch.env, **handoff_env(launch.handoff_in)}
         step_env.update(
             JUPYTER_EXT_JOB=launch.job_id,
             JUPYTER_EXT_STEP=launch.step,
             JUPYTER_EXT_ATTEMPT=str(launch.attempt),
-            JUPYTER_EXT_ARTIFACTS_DIR=str(attempt_dir / "artifacts"),
-            JUPYTER_EXT_KERNEL_PID_FILE=str(attempt_dir / "kernel.pid"),
-            JUPYTER_EXT_RUNNER_LOG=str(attempt_dir / "runner.log"),
+            JUPYTER_EXT_ARTIFACTS_DIR=str(files.artifacts),
+            JUPYTER_EXT_KERNEL_PID_FILE=str(files.kernel_pid),
+            JUPYTER_EXT_RUNNER_LOG=str(files.runner_log),
         )
         if self.gpus or launch.resources.gpu:
             # An empty value hides every GPU from a CPU step, so it cannot take a GPU step's device.
@@ -364,7 +366,7 @@ class LocalBackend(Backend[LocalHandle]):
         proc = self._pool.take(argv[3:], step_env) if self.warm_pool > 0 else None
         warm = proc is not None
         if proc is None:
-            log = open(attempt_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+            log = open(files.runner_log, "ab")  # noqa: SIM115 - handed to the child, closed below
             try:
                 proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
                     argv,
@@ -391,7 +393,7 @@ class LocalBackend(Backend[LocalHandle]):
             warm=warm,
             started=time.time(),
         )
-        (attempt_dir / "handle.json").write_text(json.dumps(handle.stored()))
+        files.handle.write_text(json.dumps(handle.stored()))
         if warm:
             self._pool.refill()
         return handle
@@ -399,15 +401,15 @@ class LocalBackend(Backend[LocalHandle]):
     def _existing(self, attempt_dir: Path) -> LocalHandle | None:
         """The handle of this attempt if a previous server started it just before it died."""
         try:
-            handle = LocalHandle.model_validate_json((attempt_dir / "handle.json").read_text())
+            handle = LocalHandle.model_validate_json(AttemptFiles(attempt_dir).handle.read_text())
         except (OSError, ValueError):
             return None
-        if _alive(handle.pid, handle.start_time) or (attempt_dir / "events.jsonl").exists():
+        if _alive(handle.pid, handle.start_time) or AttemptFiles(attempt_dir).events.exists():
             return handle
         return None
 
     async def adopt(self, handle: LocalHandle) -> bool:
-        events_file = Path(handle.attempt_dir) / "events.jsonl"
+        events_file = AttemptFiles(Path(handle.attempt_dir)).events
         alive = await asyncio.to_thread(_alive, handle.pid, handle.start_time)
         if not alive and not await asyncio.to_thread(events_file.exists):
             return False
@@ -421,7 +423,7 @@ class LocalBackend(Backend[LocalHandle]):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         watch = _Watch(
             key=key,
-            path=Path(handle.attempt_dir) / "events.jsonl",
+            path=AttemptFiles(Path(handle.attempt_dir)).events,
             after=after,
             loop=asyncio.get_running_loop(),
             queue=queue,
@@ -491,4 +493,4 @@ class LocalBackend(Backend[LocalHandle]):
             await asyncio.sleep(0.1)
         if await alive():
             killpg(pid, signal.SIGKILL)
-            await asyncio.to_thread(kill_kernel, Path(handle.attempt_dir) / "kernel.pid")
+            await asyncio.to_thread(kill_kernel, AttemptFiles(Path(handle.attempt_dir)).kernel_pid)

@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..contract import ATTEMPT_ARTIFACTS, ATTEMPT_EVENTS, ATTEMPT_KERNEL_PID
 from . import cgroup, transfer
 from .cancel import Cancelled, Canceller, StepCancelled
 from .emitter import Emitter
@@ -101,15 +102,15 @@ def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
     cancel.install()  # first: a cancel during start-up must not kill us before step.end
     attempt_dir = Path(args.attempt_dir)
     attempt_dir.mkdir(parents=True, exist_ok=True)
-    artifacts_dir = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR") or attempt_dir / "artifacts")
+    artifacts_dir = Path(os.environ.get("JUPYTER_EXT_ARTIFACTS_DIR") or attempt_dir / ATTEMPT_ARTIFACTS)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     os.environ["JUPYTER_EXT_ARTIFACTS_DIR"] = str(artifacts_dir)
-    os.environ.setdefault("JUPYTER_EXT_KERNEL_PID_FILE", str(attempt_dir / "kernel.pid"))
+    os.environ.setdefault("JUPYTER_EXT_KERNEL_PID_FILE", str(attempt_dir / ATTEMPT_KERNEL_PID))
     emitter = Emitter(
         args.job,
         args.step,
         args.attempt,
-        path=None if args.no_events_file else str(attempt_dir / "events.jsonl"),
+        path=None if args.no_events_file else str(attempt_dir / ATTEMPT_EVENTS),
         stream=sys.stdout if args.events_stdout else None,
     )
     memory_before = cgroup.current()

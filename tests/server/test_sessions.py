@@ -61,6 +61,11 @@ def test_the_server_and_this_process_give_the_same_events_of_a_job(
             for session in (remote, here):
                 with pytest.raises(NotFound):
                     await collect(session, "nosuchjob0001")
+            # prune with only one of its criteria (the server refused the other one sent as null)
+            for session in (remote, here):
+                assert await session.prune(None, 1, dry_run=True) == []
+                assert await session.prune("30d", None, dry_run=True) == []
+            assert await remote.prune(None, 0, dry_run=True) == [job["id"]]
         finally:
             await here.close()
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from ...contract import HANDOFF_IN_ENV, HANDOFF_OUT_ENV
 from ...errors import BackendError
+from ...layout import AttemptFiles
 from ...runner import transfer
 from ..base import StepLaunch
 from .manifests import INPUTS_DIR, SCRATCH_DIR, job_owner_references
@@ -77,12 +78,13 @@ def place(
 ) -> Placement:
     """The placement of an attempt's files; writes its parameters file (blocking: run it in a thread)."""
     attempt_dir = Path(launch.attempt_dir)
-    params = attempt_dir / "parameters.json"
-    (attempt_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    attempt = AttemptFiles(attempt_dir)
+    params = attempt.parameters
+    attempt.artifacts.mkdir(parents=True, exist_ok=True)
     params.write_text(json.dumps(launch.parameters))
     env = dict(launch.env)
     if mode == "shared":
-        env["JUPYTER_EXT_ARTIFACTS_DIR"] = str(attempt_dir / "artifacts")
+        env["JUPYTER_EXT_ARTIFACTS_DIR"] = str(attempt.artifacts)
         if launch.handoff_in:
             env[HANDOFF_IN_ENV] = json.dumps(launch.handoff_in)
         paths = {"notebook": launch.notebook, "attempt_dir": launch.attempt_dir, "workdir": launch.workdir}
@@ -170,11 +172,11 @@ async def receive(
             rel = transfer.safe_relpath(event["path"])
             if rel is None:
                 continue
-            event["location"] = str(attempt_dir / "artifacts" / rel)
+            event["location"] = str(AttemptFiles(attempt_dir).artifacts / rel)
             if outputs and not event.get("deferred"):  # a deferred one is made on the server, later
                 await _fetch(transfer.join(outputs, "artifacts", rel), Path(event["location"]), step, log)
         if kind == "step.end" and outputs:
-            await _fetch(transfer.join(outputs, "handoff"), attempt_dir / "handoff", step, log, tree=True)
+            await _fetch(transfer.join(outputs, "handoff"), AttemptFiles(attempt_dir).handoff, step, log, tree=True)
         out.append(event)
     return out
 
