@@ -129,11 +129,13 @@ ui-tests/node_modules/.installed: ui-tests/package.json ui-tests/package-lock.js
 	cd ui-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 
-## bench: latency against raw papermill and jupyter-scheduler, step parallelism, %%remote round trips
+## bench: issue 14's table (jupyter-scheduler and raw papermill measured in the same run: latency,
+## bursts, CLI, %%remote, chain gaps, diamond, GET jobs at 1k/10k jobs, memory), then the 100 MB
+## hand-off and the Kubernetes benchmarks. `make bench BENCH_ARGS=--quick` for a short table.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/core_latency.py
+	$(BIN)/python bench/table.py $(BENCH_ARGS)
 	$(BIN)/python bench/steps_parallel.py
-	$(BIN)/python bench/remote_latency.py
 	scripts/k8s/build.sh && $(BIN)/python bench/k8s_scale.py --jobs 200
 	$(BIN)/python bench/k8s_real.py --runs 10
 

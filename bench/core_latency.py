@@ -7,9 +7,12 @@ All three are measured in the same run on the same machine:
                  script into its own virtual environment under ~/.cache/jupyter-ext/bench/
   jupyter-ext    our REST API (POST /jupyter-ext/api/jobs, then the WebSocket until job.end)
 plus the print-to-client latency of jupyter-ext's live stream (a cell prints its own clock;
-the WebSocket client subtracts it from the arrival time): p50 / p95.
+the WebSocket client subtracts it from the arrival time): p50 / p95; bursts (`--burst 10,100`:
+that many jobs submitted at once to each server, makespan from the first submit to the last
+end); and the resident memory of each server with everything it started (jupyter-ext's warm
+runner pool apart), idle after the runs.
 
-    python bench/core_latency.py [--runs 5] [--skip-scheduler]
+    python bench/core_latency.py [--runs 5] [--burst 10,100] [--skip-scheduler] [--json]
 """
 
 from __future__ import annotations
@@ -139,7 +142,9 @@ async def ext_job(server: JupyterServer, notebook: str, on_event: Any = None) ->
     )
     job = json.loads(resp.body)
     ws_url = server.url(f"jupyter-ext/api/jobs/{job['id']}/events/stream").replace("http", "ws", 1)
-    conn = await websocket_connect(HTTPRequest(ws_url, headers=server.headers))
+    conn = await websocket_connect(
+        HTTPRequest(ws_url, headers=server.headers, connect_timeout=900, request_timeout=900)
+    )
     status = None
     while True:
         message = await conn.read_message()
@@ -158,11 +163,13 @@ async def ext_job(server: JupyterServer, notebook: str, on_event: Any = None) ->
     return elapsed
 
 
-async def time_ext(root: Path, runs: int) -> tuple[list[float], list[float]]:
+async def time_ext(root: Path, runs: int, bursts: list[int], extra: dict[str, Any]) -> tuple[list[float], list[float]]:
     data = Path(tempfile.mkdtemp(prefix="bench-ext-data-"))
     server = JupyterServer(sys.executable, root, "jupyter_ext", {"JUPYTER_EXT_DATA_DIR": str(data)})
     try:
         await server.wait_ready("jupyter-ext/api/info")
+        await asyncio.sleep(PAUSE)
+        extra["memory_idle_start"] = memory(server)
         times = []
         for i in range(runs + 1):
             await asyncio.sleep(PAUSE)
@@ -180,6 +187,14 @@ async def time_ext(root: Path, runs: int) -> tuple[list[float], list[float]]:
 
         await asyncio.sleep(PAUSE)
         await ext_job(server, "printer.ipynb", on_event)
+        await asyncio.sleep(PAUSE)
+        extra["memory"] = memory(server)
+        for count in bursts:
+            await asyncio.sleep(PAUSE)
+            try:
+                extra[f"burst_{count}"] = await ext_burst(server, count)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other measures still count
+                extra[f"burst_{count}_error"] = repr(exc)[:300]
         return times, latencies
     finally:
         server.stop()
@@ -197,7 +212,7 @@ def scheduler_python() -> str:
     return str(python)
 
 
-async def time_scheduler(root: Path, runs: int) -> list[float]:
+async def time_scheduler(root: Path, runs: int, bursts: list[int], extra: dict[str, Any]) -> list[float]:
     python = scheduler_python()
     home = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
     env = {"JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
@@ -235,9 +250,83 @@ async def time_scheduler(root: Path, runs: int) -> list[float]:
                 raise RuntimeError(f"jupyter-scheduler job ended {job['status']}: {job.get('status_message')}")
             if i:
                 times.append(elapsed)
+        await asyncio.sleep(PAUSE)
+        extra["memory"] = memory(server)
+        for count in bursts:
+            await asyncio.sleep(PAUSE)
+            try:
+                extra[f"burst_{count}"] = await scheduler_burst(server, count, str(count))
+            except Exception as exc:  # noqa: BLE001 - recorded; the other measures still count
+                extra[f"burst_{count}_error"] = repr(exc)[:300]
         return times
     finally:
         server.stop()
+
+
+def rss_tree(pid: int) -> dict[int, int]:
+    """Resident bytes of `pid` and each of its descendants (from /proc), by pid."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        children.setdefault(int(text[text.rindex(")") + 2 :].split()[1]), []).append(int(stat.parent.name))
+    out: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[p] = int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return out
+
+
+def memory(server: JupyterServer) -> dict[str, int]:
+    """The server process's resident bytes, and all its descendants' (the warm pool: standby
+    runners and their kernels, plus anything else it keeps running)."""
+    tree = rss_tree(server.proc.pid)
+    own = tree.pop(server.proc.pid, 0)
+    return {"server_rss_bytes": own, "children_rss_bytes": sum(tree.values()), "children": len(tree)}
+
+
+async def ext_burst(server: JupyterServer, count: int) -> float:
+    """`count` jobs submitted at once; seconds from the first submit to the last job's end."""
+    t0 = time.perf_counter()
+    await asyncio.gather(*(ext_job(server, "trivial.ipynb") for _ in range(count)))
+    return time.perf_counter() - t0
+
+
+async def scheduler_job(server: JupyterServer, name: str) -> None:
+    http = AsyncHTTPClient()
+    body = {
+        "input_uri": "trivial.ipynb",
+        "name": name,
+        "runtime_environment_name": "python3",
+        "output_formats": ["ipynb"],
+    }
+    resp = await http.fetch(server.url("scheduler/jobs"), method="POST", headers=server.headers, body=json.dumps(body))
+    job_id = json.loads(resp.body)["job_id"]
+    seen_running = False
+    while True:
+        job = json.loads((await http.fetch(server.url(f"scheduler/jobs/{job_id}"), headers=server.headers)).body)
+        # A new job reads STOPPED until its process marks it IN_PROGRESS; only later is STOPPED final.
+        seen_running |= job["status"] == "IN_PROGRESS"
+        if job["status"] in ("COMPLETED", "FAILED") or (job["status"] == "STOPPED" and seen_running):
+            break
+        await asyncio.sleep(0.05)
+    if job["status"] != "COMPLETED":
+        raise RuntimeError(f"jupyter-scheduler job ended {job['status']}: {job.get('status_message')}")
+
+
+async def scheduler_burst(server: JupyterServer, count: int, tag: str) -> float:
+    t0 = time.perf_counter()
+    await asyncio.gather(*(scheduler_job(server, f"burst-{tag}-{i}") for i in range(count)))
+    return time.perf_counter() - t0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -249,6 +338,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-scheduler", action="store_true")
+    parser.add_argument("--burst", default="10", help="comma-separated sizes of bursts (jobs at once); '' for none")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for bench/table.py)")
     parser.add_argument(
         "--pause",
         type=float,
@@ -257,6 +348,8 @@ async def main() -> int:
         "back to back; it lets jupyter-ext's warm runner pool refill, which is what users meet)",
     )
     args = parser.parse_args()
+    # A burst's polls must not queue in the client, nor a request to a server busy with 100 jobs time out.
+    AsyncHTTPClient.configure(None, max_clients=1000, defaults={"connect_timeout": 900, "request_timeout": 900})
     global PAUSE
     PAUSE = args.pause
     root = Path(tempfile.mkdtemp(prefix="bench-root-"))
@@ -268,9 +361,18 @@ async def main() -> int:
         file=sys.stderr,
     )
     results["papermill"] = time_papermill(root, args.runs)
-    results["jupyter-ext"], latencies = await time_ext(root, args.runs)
+    bursts = [int(b) for b in args.burst.split(",") if b.strip()]
+    results["extra"] = {"jupyter-ext": {}, "jupyter-scheduler": {}}
+    results["jupyter-ext"], latencies = await time_ext(root, args.runs, bursts, results["extra"]["jupyter-ext"])
     if not args.skip_scheduler:
-        results["jupyter-scheduler"] = await time_scheduler(root, args.runs)
+        results["jupyter-scheduler"] = await time_scheduler(
+            root, args.runs, bursts, results["extra"]["jupyter-scheduler"]
+        )
+    if latencies:
+        results["print_to_ws_ms"] = {"p50": pct(latencies, 0.5) * 1000, "p95": pct(latencies, 0.95) * 1000}
+    if args.json:
+        print(json.dumps(results))
+        return 0
     print(f"\n{'system':20} {'median s':>9} {'min s':>7} {'max s':>7}")
     for name in ("papermill", "jupyter-scheduler", "jupyter-ext"):
         if name in results:
@@ -285,6 +387,19 @@ async def main() -> int:
         p50, p95 = pct(latencies, 0.5) * 1000, pct(latencies, 0.95) * 1000
         print(f"print-to-WebSocket latency over {len(latencies)} lines: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
         results["print_to_ws_ms"] = {"p50": p50, "p95": p95, "n": len(latencies)}
+    for count in bursts:
+        line = [f"{count} jobs at once, makespan:"]
+        for name in ("jupyter-scheduler", "jupyter-ext"):
+            if f"burst_{count}" in results["extra"][name]:
+                line.append(f"{name} {results['extra'][name][f'burst_{count}']:.2f} s")
+        print(" ".join(line))
+    for name in ("jupyter-scheduler", "jupyter-ext"):
+        if "memory" in results["extra"][name]:
+            m = results["extra"][name]["memory"]
+            print(
+                f"{name} resident: server {m['server_rss_bytes'] / 2**20:.0f} MiB, "
+                f"{m['children']} child processes {m['children_rss_bytes'] / 2**20:.0f} MiB"
+            )
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"core_latency-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))

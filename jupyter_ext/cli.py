@@ -11,7 +11,8 @@
 With a jupyter-ext server running (JupyterLab with the extension) the CLI talks to it, so
 jobs show in the Lab panel; otherwise it runs jobs in this process, with the backends and
 configuration a server would have (jupyter_server_config.py in the Jupyter config path,
-JUPYTER_EXT_* defaults), keeping them in the same job database. `run --detach` without a
+JUPYTER_EXT_* defaults), keeping them in the same job database (a one-step notebook's runner
+starts with its step: no warm pool for a command that runs one job). `run --detach` without a
 server hands the job to a background process that outlives the command. `ls`, `logs`,
 `cancel`, `artifacts`, `status`, `rm` and `prune` use the job database directly and start nothing.
 
@@ -106,10 +107,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
     if resources:
         spec["resources"] = resources
     try:
-        if not await _check_plan(session, notebook, args):
+        plan = await _check_plan(session, notebook, args)
+        if plan is None:
             return 2
         if args.detach and isinstance(session, InProcessSession):
             return await _detach(session, spec)
+        if isinstance(session, InProcessSession) and len(plan.get("steps") or ()) == 1:
+            session.without_warm_pool()  # its one runner starts with the step, and no spare beside it
         await session.start()
         job = await session.submit(spec)
         if args.detach:
@@ -120,8 +124,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
         await session.close()
 
 
-async def _check_plan(session: Session, notebook: str, args: argparse.Namespace) -> bool:
-    """Before anything runs: the planner's warnings on stderr (errors with --strict), its errors raised."""
+async def _check_plan(session: Session, notebook: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Before anything runs: the planner's warnings on stderr (errors with --strict: None), its
+    errors raised; answers the plan."""
     plan = await session.plan(notebook, args.backend)
     error = plan.get("error")
     if error and not (args.kernel and error.get("field") == "kernel"):  # --kernel: submit checks that one
@@ -133,8 +138,8 @@ async def _check_plan(session: Session, notebook: str, args: argparse.Namespace)
     if warnings and args.strict:
         n = len(warnings)
         print(f"jupyter-ext: --strict: {n} warning{'s' if n > 1 else ''}, so nothing was run", file=sys.stderr)
-        return False
-    return True
+        return None
+    return plan
 
 
 async def _detach(session: InProcessSession, spec: dict[str, Any]) -> int:
@@ -171,6 +176,8 @@ async def cmd_drive(args: argparse.Namespace) -> int:
     """`_drive JOB` (internal, started by `run --detach` without a server): drive one stored job."""
     session = InProcessSession(backend=args.backend)
     try:
+        if len((await session.job(args.job))["steps"]) == 1:
+            session.without_warm_pool()  # as `run` without --detach
         job = await session.drive(args.job)
         return 0 if job["status"] == "succeeded" else 1
     finally:
@@ -330,8 +337,6 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 async def cmd_artifacts(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     session = await open_session(args)
     try:
         artifacts = await session.artifacts(args.job)
@@ -345,6 +350,8 @@ async def cmd_artifacts(args: argparse.Namespace) -> int:
             for a in artifacts:
                 print(f"{a['name']:40}  {a['step']:12}  {a['size']:>10}  {a['mime']}")
             return 0
+        from tqdm import tqdm
+
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         total = sum(a["size"] for a in artifacts)
@@ -448,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runner.lazy_imports import defer_iri_grammar
+
+    defer_iri_grammar()  # 1 s of `run`'s start (runner/lazy_imports.py)
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(args.fn(args))

@@ -3,6 +3,8 @@ and WebSocket stream (used by the CLI and the magic).
 
 Finds a running server by itself: `JUPYTER_EXT_SERVER_URL` (+ `JUPYTER_EXT_TOKEN`), else
 the servers `jupyter server list` knows, keeping the first that answers our `info` route.
+tornado's HTTP client is imported only once there is a server to ask (`jupyter-ext ls` without
+one imports none).
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
-
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from .contract import TERMINAL
 from .errors import BackendError, Conflict, Forbidden, JupyterExtError, NotFound, ValidationError
@@ -33,6 +32,8 @@ class ServerSession:
         self.token = token
         self.root_dir = Path(root_dir) if root_dir else None
         self.user = ""
+        from tornado.httpclient import AsyncHTTPClient
+
         self.http = AsyncHTTPClient()
 
     def api(self, path: str, **query: Any) -> str:
@@ -43,6 +44,8 @@ class ServerSession:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
     async def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+
         req = HTTPRequest(
             self.api(path, **query),
             method=method,
@@ -75,6 +78,8 @@ class ServerSession:
 
     async def upload(self, data: bytes) -> str:
         """Send a file to the server (streamed there to disk); returns its upload id."""
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+
         req = HTTPRequest(
             self.api("uploads"),
             method="PUT",
@@ -122,6 +127,8 @@ class ServerSession:
     async def download(
         self, job_id: str, name: str, target: Path, progress: Callable[[int], Any] | None = None
     ) -> None:
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+
         out = await asyncio.to_thread(open, target, "wb")
         try:
 
@@ -145,6 +152,9 @@ class ServerSession:
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every event after `after`, live, until job.end; reconnects (resuming) if dropped."""
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+        from tornado.websocket import WebSocketClosedError, websocket_connect
+
         retries = 0
         while True:
             ws_url = self.api(f"jobs/{quote(job_id)}/events/stream", after=after).replace("http", "ws", 1)

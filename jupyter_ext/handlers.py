@@ -32,7 +32,7 @@ from .contract import TERMINAL
 from .errors import Forbidden, JupyterExtError, NotFound, TooLarge, ValidationError, cut, shown
 from .models import JobSpec, PlanSpec, parse
 from .users import local_user
-from .views import artifact_view, job_view, plan_view, safe_job_view
+from .views import artifact_view, job_list_json, job_view, plan_view, safe_job_view
 
 if TYPE_CHECKING:
     from .app import JupyterExt
@@ -201,11 +201,13 @@ class JobsHandler(_Base):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """Your jobs, newest first."""
+        """Your jobs, newest first: a page of `limit`, older than the job `before`; `next` is the
+        `before` of the following page (null on the last)."""
         limit = self.int_arg("limit", 200, 1)
-        jobs = await self.ext.store.list_jobs(self.owner, limit=limit)
-        views = (safe_job_view(j, self.log) for j in jobs)
-        self.finish({"jobs": [v for v in views if v is not None]})
+        jobs, after = await self.ext.store.job_summaries(
+            self.owner, limit=limit, before=self.get_argument("before", None)
+        )
+        self.finish(job_list_json(jobs, after, self.log))
 
     @web.authenticated
     @authorized

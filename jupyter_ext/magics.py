@@ -30,7 +30,6 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 
 from .contract import TERMINAL
 from .errors import JupyterExtError, ValidationError
-from .magic_args import parse_remote_args
 
 if TYPE_CHECKING:
     from .session import Session
@@ -222,7 +221,7 @@ class RemoteJob:
             status = str(final.get("status") or "ended")
             raise remote_exception(final.get("error") or {}, self.id, status) from None
         if self._values is None:
-            self._values = self._magics.fetch_outputs(self.id, self.outputs)
+            self._values = self._magics.fetch_outputs(self.id, self.outputs, self.events)
             assert self._magics.shell is not None
             self._magics.shell.user_ns.update(self._values)
         return self._values
@@ -311,6 +310,8 @@ class RemoteMagics(Magics):
     @cell_magic
     def remote(self, line: str, cell: str) -> Any:
         """Run this cell as a job: %%remote [gpu=N] [memory=..] [--in a,b] [--out c] [--async]."""
+        from .magic_args import parse_remote_args
+
         try:
             args = parse_remote_args(line)
             spec = self._spec(args, cell)
@@ -362,12 +363,24 @@ class RemoteMagics(Magics):
             return f"interrupted; job {handle.id} had already {final}"
         return f"interrupted; job {handle.id} is being cancelled (see %remote_jobs)"
 
-    def fetch_outputs(self, job_id: str, names: list[str]) -> dict[str, Any]:
+    def fetch_outputs(
+        self, job_id: str, names: list[str], events: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The job's --out values: from its `artifact` events where they rode along (small ones,
+        runner/main.py), else downloaded."""
         import tempfile
 
         import cloudpickle
 
         values = {}
+        sent = {e.get("name"): e["data"] for e in events or () if e["type"] == "artifact" and "data" in e}
+        for name in names:
+            data = sent.get(f"outputs__{name}.pkl")
+            if data is not None:
+                values[name] = cloudpickle.loads(base64.b64decode(data))
+        names = [n for n in names if n not in values]
+        if not names:
+            return values
         available = {a["name"] for a in self.loop.call(self.session.artifacts(job_id))}
         with tempfile.TemporaryDirectory() as tmp:
             for name in names:

@@ -273,6 +273,17 @@ class Orchestrator:
         except Exception:
             log.exception("jupyter-ext: driving job %s failed", job_id)
             await self._finish_job(job_id, error=reasons.error(reasons.EXCEPTION, reasons.internal_words(None)))
+        finally:
+            for backend in self.backends.values():
+                expect = getattr(backend, "expect_steps", None)
+                if expect is not None:
+                    expect(job_id, 0)
+
+    def _expect(self, job: JobRecord, steps: int) -> None:
+        """Tell the job's backend how many of its steps are still to start (a hint, if it takes one)."""
+        expect = getattr(self.backends.get(job["backend"]), "expect_steps", None)
+        if expect is not None:
+            expect(job["id"], steps)
 
     async def _drive_job(self, job_id: str) -> None:
         # The job stays `queued` until one of its steps really starts (`_started`): under load its
@@ -282,6 +293,8 @@ class Orchestrator:
             job = await self.store.get_job(job_id)
             steps = {s["name"]: s for s in job["steps"]}
             cancelling = job_id in self._cancelling or bool(job["cancel_requested"])
+            # Steps still to start: a local backend keeps that many runners warm (a chain's next step).
+            self._expect(job, 0 if cancelling else sum(1 for s in steps.values() if s["status"] == "queued"))
             ended = False  # a step ended in this pass: its dependants are looked at again before waiting
             for step in steps.values():
                 name = step["name"]

@@ -52,6 +52,44 @@ class JobRecord(TypedDict):
     steps: list[StepRecord]
 
 
+class StepSummary(TypedDict):
+    """A step as a list shows it (Store.job_summaries): a StepRecord without its backend handle."""
+
+    job_id: str
+    name: str
+    position: int
+    status: str
+    spec: dict[str, Any]
+    attempt: int
+    started: float | None
+    finished: float | None
+    exit_code: int | None
+    error: dict[str, Any] | None
+    queue_position: int | None
+
+
+class JobSummary(TypedDict):
+    """A job as a list shows it (Store.job_summaries): what the API's `Job` holds, so no spec (a
+    `%%remote` job's holds its cell's source), no idempotency key."""
+
+    id: str
+    user: str
+    name: str
+    notebook: str
+    backend: str
+    status: str
+    parameters: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+    error: dict[str, Any] | None
+    last_seq: int
+    steps: list[StepSummary]
+    #: The stored rows it was made from: equal fingerprints, equal summaries (and equal views).
+    #: Summaries are shared between calls (Store caches them by it): never change one.
+    fingerprint: tuple[Any, ...]
+
+
 class FinishedJob(TypedDict):
     """What retention chooses from (Store.finished_jobs)."""
 

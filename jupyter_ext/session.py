@@ -177,6 +177,16 @@ class InProcessSession:
             )
         return self._orchestrator
 
+    def without_warm_pool(self) -> None:
+        """Start each step's runner with the step, keeping none ready (`LocalBackend.warm_pool = 0`),
+        for a process that runs one one-step job and ends (the command line's `run`): a pool would
+        start a spare runner to replace the one taken, beside the step, and the command would wait
+        for it at its end. Before `start()`; an orchestrator built for the plan is built again."""
+        if self.started:
+            raise RuntimeError("without_warm_pool: the backend is started already")
+        self.config.LocalBackend.warm_pool = 0
+        self._orchestrator = None
+
     def _drives(self, job_id: str) -> bool:
         return self._orchestrator is not None and self._orchestrator.drives(job_id)
 

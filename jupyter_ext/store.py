@@ -5,6 +5,11 @@ dedicated thread so the server's event loop never waits on the disk. Events get 
 `seq` inside the same transaction that records how many runner events of the step attempt
 were consumed (`steps.consumed`), so resuming a stream after a crash or from two readers at
 once can neither skip nor duplicate an event. Rows come back as records.py's typed dicts.
+
+Why this module is long: it is every SQL statement of the project (schema and its migrations,
+jobs, the list's pages, events, artifacts, disk space) over one connection, plus the async
+wrapper that mirrors each call; splitting it would spread the transactions that must stay
+together (an event's seq and its step's `consumed`) over modules sharing one connection.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from .contract import EVENT_VERSION
-from .errors import Conflict, NotFound
-from .records import ArtifactRecord, FinishedJob, JobRecord
+from .errors import Conflict, NotFound, shown
+from .records import ArtifactRecord, FinishedJob, JobRecord, JobSummary
 
-SCHEMA_VERSION = 2  # 2: steps.queue_position
+SCHEMA_VERSION = 3  # 2: steps.queue_position; 3: list indexes on (user, created, id), (created, id), (status)
 WAL_SIZE_LIMIT = 4 * 2**20
 T = TypeVar("T")
 
@@ -48,7 +53,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user, idempotency_key)
 );
-CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user, created DESC);
+CREATE INDEX IF NOT EXISTS jobs_user_created_id ON jobs (user, created, id);
+CREATE INDEX IF NOT EXISTS jobs_created_id ON jobs (created, id);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS steps (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -87,6 +94,14 @@ CREATE TABLE IF NOT EXISTS artifacts (
 
 _JSON_JOB = ("parameters", "spec", "error")
 _JSON_STEP = ("spec", "error", "handle")
+#: What a list shows of a job and of a step: no job spec (a `%%remote` job's holds its cell's source),
+#: no backend handle.
+_SUMMARY_JOB = "id, user, name, notebook, backend, status, parameters, created, started, finished, error, last_seq"
+_SUMMARY_STEP = "job_id, name, position, status, spec, attempt, started, finished, exit_code, error, queue_position"
+_SUMMARY_JOB_COLUMNS = tuple(c.strip() for c in _SUMMARY_JOB.split(","))
+_SUMMARY_STEP_COLUMNS = tuple(c.strip() for c in _SUMMARY_STEP.split(","))
+_SUMMARIES_KEPT = 2048  # summaries remembered by their rows (a page of an unchanged job is not parsed again)
+_STEPS_AT_ONCE = 500  # job ids in one `IN (...)`, well under SQLite's limit on bound parameters
 
 
 def new_job_id() -> str:
@@ -108,6 +123,7 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.row_factory = sqlite3.Row
+        self._summaries: dict[tuple[Any, ...], JobSummary] = {}
         # Deleted jobs give their pages back: a new database is made with incremental auto-vacuum
         # (the pragma only takes effect before the first table; `reclaim()` converts an older one).
         self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -136,6 +152,8 @@ class Store:
             columns = {r["name"] for r in self.db.execute("PRAGMA table_info(steps)")}
             if "queue_position" not in columns:  # schema 1 -> 2
                 self.db.execute("ALTER TABLE steps ADD COLUMN queue_position INTEGER")
+            # schema 2 -> 3: the list pages by (created, id), so ties in `created` have one order
+            self.db.execute("DROP INDEX IF EXISTS jobs_user_created")
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -229,9 +247,82 @@ class Store:
     def list_jobs(
         self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
     ) -> list[JobRecord]:
-        query = "SELECT id FROM jobs"
+        """Whole jobs (spec and step handles included), newest first; steps read in one query."""
+        query, args = self._list_query("*", user, limit, statuses, None)
+        jobs = [cast(JobRecord, self._row(r, _JSON_JOB)) for r in self.db.execute(query, args)]
+        self._attach_steps(cast(list[dict[str, Any]], jobs), "*", _JSON_STEP)
+        return jobs
+
+    def job_summaries(
+        self, user: str | None = None, limit: int = 200, before: str | None = None
+    ) -> tuple[list[JobSummary], str | None]:
+        """A page of the list: up to `limit` jobs (what the API's `Job` shows, without the job's
+        spec), newest first, older than the job `before` (an id of `user`'s; None: from the
+        newest), with their steps. Also the cursor of the next page: the id of the page's last job
+        if there are older ones, else None. Ties in `created` are ordered by id, so paging neither
+        repeats nor skips a job. NotFound if `before` names no job of `user`'s."""
+        cursor = None
+        if before is not None:
+            row = self.db.execute("SELECT created, id, user FROM jobs WHERE id=?", (before,)).fetchone()
+            if row is None or (user is not None and row["user"] != user):
+                raise NotFound(f"before: no job {shown(before)} of yours to page from", field="before")
+            cursor = (row["created"], row["id"])
+        limit = min(limit, 2**62)  # one more is asked for, to tell whether there is a next page
+        query, args = self._list_query(_SUMMARY_JOB, user, limit + 1, None, cursor)
+        raw = self.db.cursor()
+        raw.row_factory = None  # plain tuples: they are the cache's keys
+        rows: list[tuple[Any, ...]] = raw.execute(query, args).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        steps: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
+        ids = list(steps)
+        for start in range(0, len(ids), _STEPS_AT_ONCE):
+            chunk = ids[start : start + _STEPS_AT_ONCE]
+            for step in raw.execute(
+                f"SELECT {_SUMMARY_STEP} FROM steps WHERE job_id IN ({','.join('?' * len(chunk))}) "  # noqa: S608
+                "ORDER BY job_id, position",
+                chunk,
+            ):
+                steps[step[0]].append(step)
+        page = [self._summary(row, tuple(steps[row[0]])) for row in rows]
+        return page, (page[-1]["id"] if more else None)
+
+    def _summary(self, row: tuple[Any, ...], steps: tuple[tuple[Any, ...], ...]) -> JobSummary:
+        """A job's summary from its raw rows; the same rows give the very same (cached) dict, whose
+        `fingerprint` (the rows themselves) lets views.py reuse what it made of it."""
+        key = (row, steps)
+        summary = self._summaries.get(key)
+        if summary is None:
+            job = dict(zip(_SUMMARY_JOB_COLUMNS, row, strict=True))
+            for field in ("parameters", "error"):
+                if job[field] is not None:
+                    job[field] = json.loads(job[field])
+            job["steps"] = []
+            for step_row in steps:
+                step = dict(zip(_SUMMARY_STEP_COLUMNS, step_row, strict=True))
+                for field in ("spec", "error"):
+                    if step[field] is not None:
+                        step[field] = json.loads(step[field])
+                job["steps"].append(step)
+            job["fingerprint"] = key
+            summary = cast(JobSummary, job)
+            if len(self._summaries) >= _SUMMARIES_KEPT:
+                self._summaries.clear()
+            self._summaries[key] = summary
+        return summary
+
+    @staticmethod
+    def _list_query(
+        columns: str,
+        user: str | None,
+        limit: int,
+        statuses: Iterable[str] | None,
+        cursor: tuple[float, str] | None,
+    ) -> tuple[str, list[Any]]:
+        """SELECT of jobs newest first, by (created, id) so that the order is total; it walks the
+        (user, created, id) or (created, id) index backwards, never sorting the table."""
+        where: list[str] = []
         args: list[Any] = []
-        where = []
         if user is not None:
             where.append("user=?")
             args.append(user)
@@ -239,11 +330,33 @@ class Store:
             sts = list(statuses)
             where.append(f"status IN ({','.join('?' * len(sts))})")
             args.extend(sts)
+        if cursor is not None:
+            where.append("(created, id) < (?, ?)")
+            args.extend(cursor)
+        query = f"SELECT {columns} FROM jobs"  # noqa: S608 - columns are ours
         if where:
             query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY created DESC LIMIT ?"
+        query += " ORDER BY created DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [self._job(r["id"]) for r in self.db.execute(query, args).fetchall()]
+        return query, args
+
+    def _attach_steps(self, jobs: list[dict[str, Any]], columns: str, json_fields: tuple[str, ...]) -> None:
+        """Each job's `steps` in plan order, read in one query per _STEPS_AT_ONCE jobs (not one per job)."""
+        by_id: dict[str, list[dict[str, Any]]] = {}
+        for job in jobs:
+            job["steps"] = by_id[job["id"]] = []
+        ids = list(by_id)
+        for start in range(0, len(ids), _STEPS_AT_ONCE):
+            chunk = ids[start : start + _STEPS_AT_ONCE]
+            rows = self.db.execute(
+                f"SELECT {columns} FROM steps WHERE job_id IN ({','.join('?' * len(chunk))}) "  # noqa: S608 - ours
+                "ORDER BY job_id, position",
+                chunk,
+            )
+            for r in rows:
+                step = self._row(r, json_fields)
+                assert step is not None
+                by_id[step["job_id"]].append(step)
 
     def update_job(self, job_id: str, **fields: Any) -> JobRecord:
         if fields:
@@ -456,6 +569,11 @@ class AsyncStore:
         self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
     ) -> list[JobRecord]:
         return await self.call(self.sync.list_jobs, user, limit, statuses)
+
+    async def job_summaries(
+        self, user: str | None = None, limit: int = 200, before: str | None = None
+    ) -> tuple[list[JobSummary], str | None]:
+        return await self.call(self.sync.job_summaries, user, limit, before)
 
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord:
         return await self.call(self.sync.update_job, job_id, **fields)

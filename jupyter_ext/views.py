@@ -7,12 +7,13 @@ tell which of the two it talks to.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from .errors import JupyterExtError, cut
-from .models import MAX_DEPTH, Job, Status, Step, depth_problem
-from .records import ArtifactRecord, JobRecord
+from .models import MAX_DEPTH, Job, Resources, Status, Step, depth_problem
+from .records import ArtifactRecord, JobRecord, JobSummary, StepSummary
 
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
@@ -78,6 +79,167 @@ def safe_job_view(job: JobRecord, log: Any) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001
         log.exception("jupyter-ext: job %s cannot be shown even repaired; left out of the answer", job.get("id"))
         return None
+
+
+_STATUSES = frozenset(s.value for s in Status)
+_RESOURCES: dict[str, dict[str, Any]] = {}  # stored resources (as JSON) -> as `Resources` shows them
+_RESOURCES_KEPT = 1024
+
+
+def job_list_view(jobs: list[JobSummary], log: Any) -> list[dict[str, Any]]:
+    """A page of the list as API `Job`s: the very dicts `safe_job_view` answers, built without a
+    pydantic model per job and step (a page of 200 jobs took longer to validate than to read).
+    A row holding anything the fast path does not vouch for (a status, type or nesting the models
+    would convert or refuse) goes through `safe_job_view`; a test compares the two on every kind of
+    row. Jobs that cannot be shown at all are left out, as `safe_job_view` leaves them."""
+    out = []
+    for job in jobs:
+        view = _fast_view(job) or safe_job_view(cast(JobRecord, job), log)
+        if view is not None:
+            out.append(view)
+    return out
+
+
+_FRAGMENTS: dict[tuple[Any, ...], str] = {}  # a summary's fingerprint -> its view as JSON ("": left out)
+_FRAGMENTS_KEPT = 2048  # ten pages of 200: about 3 MiB of JSON
+
+
+def job_list_json(jobs: list[JobSummary], after: str | None, log: Any) -> str:
+    """The list's answer, `{"jobs": [...], "next": ...}`, as the JSON text tornado would write for
+    `{"jobs": job_list_view(jobs), "next": after}`; each job's part is made once per version of its
+    stored rows (its summary's fingerprint) and reused while they stay the same, so a page of
+    finished jobs costs little more than reading it."""
+    parts = []
+    for job in jobs:
+        key = job["fingerprint"]
+        text = _FRAGMENTS.get(key)
+        if text is None:
+            view = _fast_view(job) or safe_job_view(cast(JobRecord, job), log)
+            text = "" if view is None else _json(view)
+            if len(_FRAGMENTS) >= _FRAGMENTS_KEPT:
+                _FRAGMENTS.clear()
+            _FRAGMENTS[key] = text
+        if text:
+            parts.append(text)
+    return f'{{"jobs": [{", ".join(parts)}], "next": {_json(after)}}}'
+
+
+def _json(value: Any) -> str:
+    """As tornado's json_encode writes it (`</` escaped, for pages that embed it)."""
+    return json.dumps(value).replace("</", "<\\/")
+
+
+def _fast_view(job: JobSummary) -> dict[str, Any] | None:
+    """The job's view (it shares the summary's values: change neither), or None where the slow way
+    must decide (what the models would convert, refuse or repair)."""
+    try:
+        return _fast_view_of(job)
+    except Exception:  # noqa: BLE001 - e.g. a timestamp stored as text: the slow way says what it is
+        return None
+
+
+def _fast_view_of(job: JobSummary) -> dict[str, Any] | None:
+    params, error = job["parameters"], job["error"]
+    if (
+        job["status"] not in _STATUSES
+        or type(job["id"]) is not str
+        or type(job["name"]) is not str
+        or type(job["notebook"]) is not str
+        or type(job["user"]) is not str
+        or type(job["backend"]) is not str
+        or type(job["last_seq"]) is not int
+        or type(params) is not dict
+        or not (error is None or type(error) is dict)
+        or depth_problem(params, MAX_DEPTH - 1)
+        or (error is not None and depth_problem(error, MAX_DEPTH - 1))
+    ):
+        return None
+    steps = []
+    for s in job["steps"]:
+        step = _fast_step(s)
+        if step is None:
+            return None
+        steps.append(step)
+    waiting = [s["queue_position"] for s in steps if s["queue_position"] is not None]
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "notebook": job["notebook"],
+        "user": job["user"],
+        "backend": job["backend"],
+        "status": job["status"],
+        "parameters": params,
+        "created": iso(job["created"]) or "",
+        "started": iso(job["started"]),
+        "finished": iso(job["finished"]),
+        "error": error,
+        "last_seq": job["last_seq"],
+        "queue_position": min(waiting, default=None),
+        "steps": steps,
+    }
+
+
+def _fast_step(s: StepSummary) -> dict[str, Any] | None:
+    spec, error = s["spec"], s["error"]
+    if (
+        type(spec) is not dict
+        or type(s["name"]) is not str
+        or s["status"] not in _STATUSES
+        or not (error is None or type(error) is dict)
+    ):
+        return None
+    after, cells = spec.get("after", []), spec.get("cells", [])
+    retries, timeout, reused = spec.get("retries", 0), spec.get("timeout"), spec.get("reused_from")
+    position = s["queue_position"] if s["status"] == "queued" else None
+    if (
+        type(after) is not list
+        or any(type(a) is not str for a in after)
+        or type(cells) is not list
+        or any(type(c) is not int for c in cells)
+        or type(retries) is not int
+        or not (timeout is None or type(timeout) is float)
+        or not (reused is None or (type(reused) is dict and not depth_problem(reused, MAX_DEPTH - 1)))
+        or (error is not None and depth_problem(error, MAX_DEPTH - 1))
+        or type(s["attempt"]) is not int
+        or not (s["exit_code"] is None or type(s["exit_code"]) is int)
+        or not (position is None or type(position) is int)
+    ):
+        return None
+    resources = _resources(spec.get("resources", {}))
+    if resources is None:
+        return None
+    return {
+        "name": s["name"],
+        "status": s["status"],
+        "after": after,
+        "resources": resources,
+        "cells": cells,
+        "attempt": s["attempt"],
+        "retries": retries,
+        "timeout": timeout,
+        "started": iso(s["started"]),
+        "finished": iso(s["finished"]),
+        "exit_code": s["exit_code"],
+        "error": error,
+        "reused_from": reused,
+        "queue_position": position,
+    }
+
+
+def _resources(stored: Any) -> dict[str, Any] | None:
+    """Stored step resources as `Resources` shows them (validated once per distinct value, then
+    remembered); None if the model refuses them."""
+    key = repr(stored)  # of JSON-loaded values: equal reprs, equal values (1, 1.0 and True differ)
+    shown = _RESOURCES.get(key)
+    if shown is None:
+        try:
+            shown = Resources.model_validate(stored).model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - the slow path says what is wrong
+            return None
+        if len(_RESOURCES) >= _RESOURCES_KEPT:
+            _RESOURCES.clear()
+        _RESOURCES[key] = shown
+    return {**shown, "extra_limits": dict(shown["extra_limits"])}
 
 
 def _repaired(job: JobRecord) -> JobRecord:

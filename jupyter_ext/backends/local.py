@@ -6,6 +6,10 @@ new events to the event loop, so nothing is lost while the server is down and a 
 server simply continues from the last event it stored. GPUs come from a configured pool
 through CUDA_VISIBLE_DEVICES; a concurrency limit bounds how many attempts run at once.
 The warm pool of standby runners, and the process facts (is a pid still ours), are in standby.py.
+
+Why this module is long: the backend is one state machine (slots and GPUs handed out in order, the
+tail thread that follows every attempt, spawn/adopt/settle/cancel of an attempt) plus its options;
+the warm pool and process facts already live in standby.py.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Float, Int, List, Unicode, Union, default
 
 from ..errors import BackendError, ValidationError
 from ..layout import AttemptFiles
 from ..models import Resources
 from ..runner.emitter import parse_line
 from .base import Backend, EventsOrOutcome, Handle, Outcome, StepLaunch, handoff_env, runner_argv
-from .standby import StandbyPool, kill_kernel, killpg, sweep_standby_folders
+from .standby import StandbyPool, kill_kernel, killpg, pool_memory, sweep_standby_folders
 from .standby import alive as _alive
 from .standby import proc_start_time as _proc_start_time
 
@@ -208,9 +212,32 @@ class LocalBackend(Backend[LocalHandle]):
     ).tag(config=True)
 
     warm_pool = Int(
-        1,
-        help="Runner processes kept ready with papermill loaded and a python3 kernel started, so a "
-        "step starts in a fraction of a second instead of a few seconds. 0 turns the pool off.",
+        help="Most runner processes kept ready with papermill loaded and a python3 kernel started, so a "
+        "step starts in a fraction of a second instead of a few seconds (each runs one step, so every step "
+        "still gets a fresh interpreter). Default: `max_concurrent`, within `warm_pool_memory`; refilled in "
+        "the background as soon as one is taken. 0 turns the pool off.",
+    ).tag(config=True)
+
+    @default("warm_pool")
+    def _default_warm_pool(self) -> int:
+        return self.max_concurrent
+
+    warm_pool_memory = Union(
+        [Int(), Unicode()],
+        default_value="",
+        help="Memory the ready runners (and their kernels) of the warm pool may hold together: bytes, or a "
+        "quantity such as '2Gi'; measured on the runners themselves. Default (''): an eighth of the "
+        "machine's memory (or of the server's memory cgroup limit).",
+    ).tag(config=True)
+
+    warm_pool_idle = Float(
+        300.0,
+        help="Seconds without a step taken from the warm pool after which it shrinks to "
+        "`warm_pool_idle_size` runners; it grows back when steps come again. 0 never shrinks it.",
+    ).tag(config=True)
+
+    warm_pool_idle_size = Int(
+        1, help="Runners the warm pool keeps while idle (see `warm_pool_idle`); 0 keeps none."
     ).tag(config=True)
 
     poll_interval = Float(
@@ -226,7 +253,25 @@ class LocalBackend(Backend[LocalHandle]):
         self._changed = asyncio.Condition()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._reaping: set[asyncio.Task[None]] = set()
-        self._pool = StandbyPool(self.python, self.warm_pool, self._base_env, self.log)
+        self._expected: dict[str, int] = {}  # job id -> its steps still to start (expect_steps)
+        self._pool = StandbyPool(
+            self.python,
+            self.warm_pool,
+            self._base_env,
+            self.log,
+            memory=pool_memory(self.warm_pool_memory),
+            idle=self.warm_pool_idle,
+            idle_size=min(self.warm_pool, self.warm_pool_idle_size),
+        )
+
+    def expect_steps(self, job_id: str, steps: int) -> None:
+        """The orchestrator's hint: `steps` of this job are still to start. The warm pool grows to
+        what all jobs expect (within its memory cap), so a chain's next step finds a ready runner."""
+        if steps > 0:
+            self._expected[job_id] = steps
+        else:
+            self._expected.pop(job_id, None)
+        self._pool.expect(sum(self._expected.values()))
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -236,7 +281,7 @@ class LocalBackend(Backend[LocalHandle]):
         swept = await asyncio.to_thread(sweep_standby_folders)
         if swept:
             self.log.info("jupyter-ext: removed %d standby folder(s) left by servers that are gone", len(swept))
-        await asyncio.to_thread(self._pool.refill)
+        await asyncio.to_thread(self._pool.start)
 
     async def stop(self) -> None:
         if self._reaping:
@@ -394,8 +439,6 @@ class LocalBackend(Backend[LocalHandle]):
             started=time.time(),
         )
         files.handle.write_text(json.dumps(handle.stored()))
-        if warm:
-            self._pool.refill()
         return handle
 
     def _existing(self, attempt_dir: Path) -> LocalHandle | None:

@@ -7,6 +7,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .lazy_imports import defer_iri_grammar
+
+    defer_iri_grammar()  # 1 s of every runner's start (lazy_imports.py)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--standby"]:
         from .standby import standby

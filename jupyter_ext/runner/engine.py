@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -46,6 +48,7 @@ IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "ima
 # output may hold (a single larger message is kept whole).
 DRAIN_MESSAGES = 5000
 MERGE_TEXT = 1 << 20
+SAVE_EVERY = 10.0  # seconds between writes of the executed notebook while cells run
 
 # Lifts the kernel's IOPub send limit (ipykernel; other kernels are left as they are). Set in
 # the IOPub thread, which owns the socket; libzmq applies it to the connected pipes too.
@@ -200,7 +203,8 @@ class EventClient(PapermillNotebookClient):
         if self.cancel is not None:
             self.cancel.executing(pid)
         try:
-            self._run_cells()
+            with spaced_saves(self.nb_man):
+                self._run_cells()
         finally:
             if self.cancel is not None:
                 self.cancel.done_executing()
@@ -415,6 +419,23 @@ class EventClient(PapermillNotebookClient):
             self.saved_artifacts.add(name)
             return name
         return None
+
+
+@contextlib.contextmanager
+def spaced_saves(nb_man: Any, every: float = SAVE_EVERY) -> Iterator[None]:
+    """While cells run, write the executed notebook at most every `every` seconds, not whole at each
+    cell's start and end (no one reads it: events are the live channel); notebook_complete writes it."""
+    real = nb_man.save
+
+    def save(**kwargs: Any) -> None:
+        if (nb_man.now() - nb_man.last_save_time).total_seconds() >= every:
+            real(**kwargs)
+
+    nb_man.save = save
+    try:
+        yield
+    finally:
+        nb_man.save = real
 
 
 def _plain(node: Any) -> Any:

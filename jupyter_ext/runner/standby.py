@@ -1,6 +1,7 @@
 """A warm runner: imports papermill and nbconvert and starts a kernel before any step exists.
 
-The local backend keeps a few of these waiting (`LocalBackend.warm_pool`). Each reads ONE
+The local backend keeps a few of these waiting (`LocalBackend.warm_pool`); each says it is ready
+with an empty file `FOLDER/ready-PID` (backends/standby.py names it READY_PREFIX). Each reads ONE
 JSON line on stdin, `{"argv": [...runner arguments...], "env": {...}}`, and then runs that
 step attempt exactly like a cold runner would, minus the start-up cost. On end of input (the
 server closed the pipe or died) it shuts its kernel down and exits.
@@ -17,13 +18,7 @@ from typing import Any
 
 
 def standby(folder: str) -> int:
-    # papermill first: it loads our engine through its entry point (importing the engine
-    # module before papermill would make that a circular import).
-    import papermill  # noqa: F401
     from jupyter_client.manager import KernelManager
-
-    from . import engine  # noqa: F401
-    from .main import parse_args, run
 
     # The step's client must be an async one: nbclient awaits its get_msg(timeout=None), which on a
     # blocking client blocks the event loop itself, so neither the IOPub timeout nor a cancel
@@ -36,7 +31,17 @@ def standby(folder: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     km.start_kernel(cwd=folder)
+    # While the kernel starts (its own process, on another core): the imports of a step. papermill
+    # first: it loads our engine through its entry point (importing the engine module before
+    # papermill would make that a circular import).
+    import papermill  # noqa: F401
+
+    from . import engine  # noqa: F401
+    from .main import compile_validator, parse_args, run
+
+    compile_validator()
     kc = _warm_up(km)
+    _say_ready(folder)
     line = sys.stdin.readline()
     if not line.strip():
         km.shutdown_kernel(now=True)
@@ -53,6 +58,15 @@ def standby(folder: str) -> int:
         os.close(fd)
     os.chdir(args.workdir or ".")
     return run(args, km=km, kc=kc)
+
+
+def _say_ready(folder: str) -> None:
+    """`FOLDER/ready-PID`: the pool hands steps to ready runners first, and measures their memory."""
+    try:
+        with open(os.path.join(folder, f"ready-{os.getpid()}"), "x"):
+            pass
+    except OSError:
+        pass  # the pool's folder is gone (it is closing): the end of input follows
 
 
 def _warm_up(km: Any) -> Any:

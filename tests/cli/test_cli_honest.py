@@ -256,6 +256,66 @@ def test_read_only_commands_start_no_runner_and_no_kernel(
     # a runner and a kernel; that no runner started is what the asserts above check.
     print("read-only command times (s):", {k: round(v, 2) for k, v in timings.items()})
 
+    # Nor is anything imported that runs jobs or talks to a server: what a command imports is most
+    # of its time (bench/cli_latency.py).
+    for command in (["ls"], ["status", job_id], ["logs", job_id], ["artifacts", job_id]):
+        assert imported_by(command, isolated) & HEAVY == set(), command
+
+
+# What a read-only command without a server must not import: a server, an HTTP client, the notebook
+# format and its schema validators, papermill, kernels and their messaging, the orchestrator, backends.
+HEAVY = {
+    "jupyter_server",
+    "tornado",
+    "nbformat",
+    "jsonschema",
+    "nbconvert",
+    "papermill",
+    "jupyter_client",
+    "zmq",
+    "tqdm",
+    "jupyter_ext.app",
+    "jupyter_ext.orchestrator",
+    "jupyter_ext.backends",
+    "jupyter_ext.runner.main",
+}
+
+
+def imported_by(command: list[str], env: dict[str, str]) -> set[str]:
+    """The modules (and their parents) a CLI command has imported when it returns."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from jupyter_ext.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main({command!r})\n"
+        "parents = {'.'.join(m.split('.')[:n]) for m in list(sys.modules) for n in (1, 2, 3)}\n"
+        "print(json.dumps({'code': code, 'modules': sorted(parents)}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["code"] == 0, (command, result.stderr)
+    return set(answer["modules"])
+
+
+def test_a_one_step_run_starts_its_runner_and_no_spare(
+    notebooks: Path, isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """Without a server, `run` of a one-step notebook starts one runner, with the step: a warm pool
+    would start a spare to replace the one taken, and the command waited for it at its end."""
+    started = tmp_path / "runners-started"
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {started}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(f"c.LocalBackend.python = {str(wrapper)!r}\n")
+    result = cli("run", str(notebooks / "quick.ipynb"), env=isolated)
+    assert result.returncode == 0, result.stderr
+    assert "first 1" in result.stdout
+    runners = started.read_text().splitlines()
+    assert len(runners) == 1 and "--standby" not in runners[0], runners
+
 
 def test_jobs_are_named_by_the_short_id_lab_shows(notebooks: Path, isolated: dict[str, str]) -> None:
     assert cli("run", str(notebooks / "quick.ipynb"), env=isolated).returncode == 0

@@ -249,6 +249,23 @@ def test_async_handle(kernel: Kernel) -> None:
     assert kernel.value("(vals, w, h2.logs())") == "({'w': 3}, 3, 'hi\\n')"
 
 
+def test_small_outputs_come_back_with_the_end_of_the_job(kernel: Kernel) -> None:
+    """An --out value of at most 32 KiB rides its `artifact` event, so the magic asks nothing more;
+    a larger one is downloaded as before."""
+    kernel.run("_m = get_ipython().find_cell_magic('remote').__self__")
+    reply, _ = kernel.run("%%remote --out small,big\nsmall = 41 + 1\nbig = bytes(100_000)")
+    assert reply["status"] == "ok", reply
+    assert kernel.value("(small, len(big))") == "(42, 100000)"
+    sent = "sorted(e['name'] for e in _m.jobs[-1].events if e['type'] == 'artifact' and 'data' in e)"
+    assert kernel.value(sent) == "['outputs__small.pkl']"
+    refuse = "def refuse(*args):\n    raise AssertionError('asked the session for the artifacts')\n"
+    reply, _ = kernel.run(refuse + "_m.session.artifacts = refuse\n_m.session.download = refuse")
+    assert reply["status"] == "ok", reply
+    reply, _ = kernel.run("%%remote --out y\ny = [1, 2, 3]")
+    assert reply["status"] == "ok", reply
+    assert kernel.value("y") == "[1, 2, 3]", "the value came with the job's end, without another request"
+
+
 def test_submits_through_a_running_server(server: Any, notebooks: Path) -> None:
     from tests.server.realserver import TOKEN
 
