@@ -32,6 +32,7 @@ from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
+from procs import rss_by_pid  # bench/procs.py, beside this script
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -263,33 +264,10 @@ async def time_scheduler(root: Path, runs: int, bursts: list[int], extra: dict[s
         server.stop()
 
 
-def rss_tree(pid: int) -> dict[int, int]:
-    """Resident bytes of `pid` and each of its descendants (from /proc), by pid."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        children.setdefault(int(text[text.rindex(")") + 2 :].split()[1]), []).append(int(stat.parent.name))
-    out: dict[int, int] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[p] = int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return out
-
-
 def memory(server: JupyterServer) -> dict[str, int]:
     """The server process's resident bytes, and all its descendants' (the warm pool: standby
     runners and their kernels, plus anything else it keeps running)."""
-    tree = rss_tree(server.proc.pid)
+    tree = rss_by_pid(server.proc.pid)
     own = tree.pop(server.proc.pid, 0)
     return {"server_rss_bytes": own, "children_rss_bytes": sum(tree.values()), "children": len(tree)}
 

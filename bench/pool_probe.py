@@ -32,6 +32,7 @@ from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
+from procs import rss_tree  # bench/procs.py, beside this script
 
 from jupyter_ext.backends.local import LocalBackend
 from jupyter_ext.models import JobSpec
@@ -45,28 +46,6 @@ def write(root: Path, name: str, cells: list[tuple[list[str], str]]) -> str:
     nb = new_notebook(metadata=KERNEL, cells=[new_code_cell(src, metadata={"tags": tags}) for tags, src in cells])
     nbformat.write(nb, root / name)
     return name
-
-
-def rss_tree(pid: int) -> int:
-    """Resident bytes of `pid` and its descendants (here, not imported: the probe also runs against
-    older versions of the package, to measure the before)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        children.setdefault(int(text[text.rindex(")") + 2 :].split()[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
-    return total
 
 
 def pool_pids(backend: LocalBackend) -> list[int]:
