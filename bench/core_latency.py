@@ -42,6 +42,10 @@ CACHE = Path(os.environ.get("JUPYTER_EXT_CACHE", Path.home() / ".cache" / "jupyt
 TOKEN = "bench-token"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
+#: Seconds one jupyter-scheduler job may take before the bench gives up on it (it has no push channel:
+#: a job whose process died is polled for ever otherwise).
+JOB_LIMIT = 600.0
+
 
 def write_notebooks(root: Path) -> None:
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1 + 1\nprint(x)")], metadata=KERNEL), root / "trivial.ipynb")
@@ -237,7 +241,10 @@ async def time_scheduler(root: Path, runs: int, bursts: list[int], extra: dict[s
             )
             job_id = json.loads(resp.body)["job_id"]
             seen_running = False
+            give_up = time.monotonic() + JOB_LIMIT
             while True:
+                if time.monotonic() > give_up:  # a job whose process died stays STOPPED for ever
+                    raise RuntimeError(f"jupyter-scheduler job {job_id} did not end within {JOB_LIMIT:.0f} s")
                 job = json.loads(
                     (await http.fetch(server.url(f"scheduler/jobs/{job_id}"), headers=server.headers)).body
                 )
@@ -290,7 +297,10 @@ async def scheduler_job(server: JupyterServer, name: str) -> None:
     resp = await http.fetch(server.url("scheduler/jobs"), method="POST", headers=server.headers, body=json.dumps(body))
     job_id = json.loads(resp.body)["job_id"]
     seen_running = False
+    give_up = time.monotonic() + JOB_LIMIT
     while True:
+        if time.monotonic() > give_up:  # a job whose process died stays STOPPED/IN_PROGRESS for ever
+            raise RuntimeError(f"jupyter-scheduler job {job_id} did not end within {JOB_LIMIT:.0f} s")
         job = json.loads((await http.fetch(server.url(f"scheduler/jobs/{job_id}"), headers=server.headers)).body)
         # A new job reads STOPPED until its process marks it IN_PROGRESS; only later is STOPPED final.
         seen_running |= job["status"] == "IN_PROGRESS"
