@@ -146,6 +146,11 @@ def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
         kernel = choose_kernel(nb, args.kernel, emitter)
         workdir = args.workdir or str(Path(args.notebook).resolve().parent)
         warm: dict[str, Any] = {}
+        if km is not None and not _alive(km):
+            # The warm kernel died while it waited (the OOM killer, a stray kill): this step gets a
+            # fresh one rather than failing on a death that is not its own.
+            _forget(km)
+            km = None
         if km is not None and km.kernel_name == kernel:
             # The kernel started before this step was known: give it the step's folder and env first.
             env = {k: v for k, v in os.environ.items() if k.startswith("JUPYTER_EXT_") or k == "CUDA_VISIBLE_DEVICES"}
@@ -318,3 +323,18 @@ def _cell_error(exc: Any, emitter: Emitter) -> dict[str, Any]:
         "traceback": list(getattr(exc, "traceback", []) or []),
         "message": f"{place} raised {ename}: {evalue}",
     }
+
+
+def _alive(km: Any) -> bool:
+    try:
+        return bool(km.is_alive())
+    except Exception:  # noqa: BLE001 - a manager that cannot say is treated as dead
+        return False
+
+
+def _forget(km: Any) -> None:
+    """Let go of a dead kernel's manager (its connection file, ports), whatever state it is in."""
+    try:
+        km.shutdown_kernel(now=True)
+    except Exception:  # noqa: BLE001, S110 - nothing is left to stop
+        pass

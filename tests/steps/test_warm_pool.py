@@ -3,6 +3,7 @@ runners wait ready, and a chain's steps all start on runners made ready before t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,36 @@ async def test_a_chain_finds_its_later_steps_runners_ready(make: Any, tmp_path: 
 
 async def _async(value: Any) -> Any:
     return value
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+async def test_a_standby_kernel_that_died_while_waiting_is_replaced(make: Any, tmp_path: Path) -> None:
+    """A ready runner whose kernel died while it waited (the OOM killer, a stray kill) starts a fresh
+    kernel for its step: before, the step hung for ever in the kernel_info handshake."""
+    import os
+    import signal
+
+    h = await make(gpus=[], max_concurrent=1, warm_pool=1)
+    pool = h.backend._pool
+    await until("a warm runner", lambda: _async(pool.ready_count() >= 1), timeout=180)
+    (runner,) = [p for p in pool.procs if p.poll() is None]
+    kernels = _children(runner.pid)
+    assert kernels, "the ready runner has its kernel"
+    for pid in kernels:
+        os.kill(pid, signal.SIGKILL)
+    job_id = await h.run(notebook(tmp_path, "after.ipynb", "print('ran', 6 * 7)"))
+    events = await asyncio.wait_for(h.events(job_id), 240)  # it hung for ever before
+    job = await h.store.get_job(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert "ran 42" in stdout(events)
