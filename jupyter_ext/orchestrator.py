@@ -275,15 +275,13 @@ class Orchestrator:
             await self._finish_job(job_id, error=reasons.error(reasons.EXCEPTION, reasons.internal_words(None)))
         finally:
             for backend in self.backends.values():
-                expect = getattr(backend, "expect_steps", None)
-                if expect is not None:
-                    expect(job_id, 0)
+                backend.expect_steps(job_id, 0)
 
     def _expect(self, job: JobRecord, steps: int) -> None:
         """Tell the job's backend how many of its steps are still to start (a hint, if it takes one)."""
-        expect = getattr(self.backends.get(job["backend"]), "expect_steps", None)
-        if expect is not None:
-            expect(job["id"], steps)
+        backend = self.backends.get(job["backend"])
+        if backend is not None:
+            backend.expect_steps(job["id"], steps)
 
     async def _drive_job(self, job_id: str) -> None:
         # The job stays `queued` until one of its steps really starts (`_started`): under load its

@@ -172,6 +172,10 @@ class Backend(LoggingConfigurable, Generic[H]):
         """What this backend can run, for `GET info`."""
         return {}
 
+    def expect_steps(self, job_id: str, steps: int) -> None:
+        """The orchestrator's hint: `steps` of this job are still to start (0: none, the job is done).
+        A backend that can get ready ahead of time (the local warm pool) uses it; others ignore it."""
+
     def queue(self) -> list[tuple[str, str]]:
         """(job id, step) of the attempts waiting in `submit` for capacity, next first. Backends
         whose queue is elsewhere (a cluster's scheduler) have none here."""

@@ -35,7 +35,7 @@ from ..layout import AttemptFiles
 from ..models import Resources
 from ..runner.emitter import parse_line
 from .base import Backend, EventsOrOutcome, Handle, Outcome, StepLaunch, handoff_env, runner_argv
-from .standby import StandbyPool, kill_kernel, killpg, pool_memory, sweep_standby_folders
+from .standby import StandbyPool, kill_kernel, killpg, pool_memory, spawn_logged, sweep_standby_folders
 from .standby import alive as _alive
 from .standby import proc_start_time as _proc_start_time
 
@@ -411,22 +411,11 @@ class LocalBackend(Backend[LocalHandle]):
         proc = self._pool.take(argv[3:], step_env) if self.warm_pool > 0 else None
         warm = proc is not None
         if proc is None:
-            log = open(files.runner_log, "ab")  # noqa: SIM115 - handed to the child, closed below
+            env = {**self._base_env(), **step_env}
             try:
-                proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
-                    argv,
-                    cwd=launch.workdir,
-                    env={**self._base_env(), **step_env},
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+                proc = spawn_logged(argv, launch.workdir, env, files.runner_log, subprocess.DEVNULL)
             except OSError as exc:
                 raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
-            finally:
-                log.close()
         self._procs[key] = proc
         handle = LocalHandle(
             key=key,

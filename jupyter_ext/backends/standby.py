@@ -68,6 +68,27 @@ def kill_kernel(pid_file: Path) -> None:
 
 
 # -- left-over folders ----------------------------------------------------------------------------------------
+def spawn_logged(
+    argv: list[str], cwd: str | Path, env: dict[str, str], log: Path, stdin: int
+) -> subprocess.Popen[bytes]:
+    """Start a runner in its own session (a cancel signals its whole group), its stdout and stderr
+    appended to `log`; never through a shell. OSError when it cannot start."""
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        return subprocess.Popen(  # noqa: S603 - argv list, no shell; every part is ours or a path
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        out.close()
+
+
 def standby_in_use(folder: Path) -> bool:
     """Whether the server that made this standby folder still runs. A folder without an owner
     file (made before there was one) counts as in use while any process works in it."""
@@ -309,23 +330,14 @@ class StandbyPool:
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         assert self.folder is not None
-        log = open(self.folder / f"standby-{time.time_ns()}.log", "ab")  # noqa: SIM115
+        argv = [self.python, "-m", "jupyter_ext.runner", "--standby", str(self.folder)]
         try:
-            return subprocess.Popen(  # noqa: S603 - argv list, no shell
-                [self.python, "-m", "jupyter_ext.runner", "--standby", str(self.folder)],
-                cwd=self.folder,
-                env=self.env(),
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
+            return spawn_logged(
+                argv, self.folder, self.env(), self.folder / f"standby-{time.time_ns()}.log", subprocess.PIPE
             )
         except OSError as exc:
             self.log.warning("jupyter-ext: could not start a standby runner: %s", exc)
             return None
-        finally:
-            log.close()
 
     def _forget(self, proc: subprocess.Popen[bytes]) -> None:
         self._measured.discard(proc.pid)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ import pytest
 from jupyter_ext.backends.local import LocalBackend
 from jupyter_ext.backends.standby import STANDBY_OWNER, STANDBY_PREFIX
 from jupyter_ext.backends.standby import proc_start_time as _proc_start_time
-
-
-@pytest.fixture
-def tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture
