@@ -29,6 +29,7 @@ class StepRecord(TypedDict):
     handle: dict[str, Any] | None  # the backend's handle of the running attempt
     consumed: int  # runner events of the current attempt already stored
     queue_position: int | None  # place in the backend's line for a slot (1: next)
+    cache: dict[str, Any] | None  # {"key", "hit", "from": {"job", "step", "attempt"}?}; None: not cached
 
 
 class JobRecord(TypedDict):
@@ -49,6 +50,7 @@ class JobRecord(TypedDict):
     idempotency_key: str | None
     last_seq: int  # seq of the job's newest stored event
     cancel_requested: int  # 0 or 1
+    parent: str | None  # the sweep job this job is a child of
     steps: list[StepRecord]
 
 

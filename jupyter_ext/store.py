@@ -29,7 +29,8 @@ from .contract import EVENT_VERSION
 from .errors import Conflict, NotFound, shown
 from .records import ArtifactRecord, FinishedJob, JobRecord, JobSummary
 
-SCHEMA_VERSION = 3  # 2: steps.queue_position; 3: list indexes on (user, created, id), (created, id), (status)
+SCHEMA_VERSION = 4  # 2: steps.queue_position; 3: list indexes on (user, created, id), (created, id), (status);
+# 4: jobs.parent (a sweep's children), steps.cache, tables step_cache, metrics, schedules, schedule_runs
 WAL_SIZE_LIMIT = 4 * 2**20
 T = TypeVar("T")
 
@@ -90,10 +91,50 @@ CREATE TABLE IF NOT EXISTS artifacts (
     created REAL NOT NULL,
     PRIMARY KEY (job_id, name)
 );
+CREATE TABLE IF NOT EXISTS step_cache (
+    user TEXT NOT NULL,
+    key TEXT NOT NULL,
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (job_id, step)
+);
+CREATE INDEX IF NOT EXISTS step_cache_user_key ON step_cache (user, key, created);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    name TEXT NOT NULL,
+    notebook TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    next_run REAL
+);
+CREATE INDEX IF NOT EXISTS schedules_user ON schedules (user, created);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    due REAL NOT NULL,
+    fired REAL NOT NULL,
+    job_id TEXT,
+    error TEXT,
+    PRIMARY KEY (schedule_id, due)
+);
 """
 
 _JSON_JOB = ("parameters", "spec", "error")
-_JSON_STEP = ("spec", "error", "handle")
+_JSON_STEP = ("spec", "error", "handle", "cache")
 #: What a list shows of a job and of a step: no job spec (a `%%remote` job's holds its cell's source),
 #: no backend handle.
 _SUMMARY_JOB = "id, user, name, notebook, backend, status, parameters, created, started, finished, error, last_seq"
@@ -152,6 +193,11 @@ class Store:
             columns = {r["name"] for r in self.db.execute("PRAGMA table_info(steps)")}
             if "queue_position" not in columns:  # schema 1 -> 2
                 self.db.execute("ALTER TABLE steps ADD COLUMN queue_position INTEGER")
+            if "cache" not in columns:  # schema 3 -> 4: {"key", "hit", "from": {"job", "step", "attempt"}}
+                self.db.execute("ALTER TABLE steps ADD COLUMN cache TEXT")
+            if "parent" not in {r["name"] for r in self.db.execute("PRAGMA table_info(jobs)")}:
+                self.db.execute("ALTER TABLE jobs ADD COLUMN parent TEXT")
+            self.db.execute("CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent, created, id)")
             # schema 2 -> 3: the list pages by (created, id), so ties in `created` have one order
             self.db.execute("DROP INDEX IF EXISTS jobs_user_created")
             self.db.execute(
