@@ -3,6 +3,10 @@
 Read-only commands without a server (`ls`, `status`, `logs`, `artifacts` of a finished job) against
 the interpreter's own start (`python -c pass`), and `jupyter-ext run --local` of a trivial one-cell
 notebook against raw `python -m papermill` of the same notebook, the two interleaved run by run.
+`run --local` is timed as a user meets it when running notebooks one after the other: the command
+before it left a runner ready (`LocalBackend.keep_warm`), and the script waits for that runner to be
+ready before timing either command (so no runner is starting beside the one timed). The cold
+`run --local` (`JUPYTER_EXT_KEEP_WARM=0`: a runner and kernel started by the command) is printed too.
 Like hyperfine: N runs each, after one warm-up, the median (and min, max) printed, then the ratios;
 also the median CPU seconds of each command with all its processes, which load does not inflate.
 
@@ -15,6 +19,7 @@ dir), no user configuration (a fresh config dir), a fresh TMPDIR.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import resource
@@ -52,6 +57,15 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return took
 
 
+def wait_kept_warm(warm: Path, timeout: float = 120.0) -> None:
+    """Until the runner the last `run --local` left is listening (`ready-*.sock`, none `starting-*`)."""
+    deadline = time.monotonic() + timeout
+    while not (glob.glob(str(warm / "ready-*.sock")) and not glob.glob(str(warm / "starting-*"))):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no kept-warm runner became ready in {warm} within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
 def summary(times: list[float], cpu: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(times),
@@ -85,6 +99,7 @@ def main() -> int:
 
     # One finished job for the read-only commands (also the warm-up of `run --local`).
     timed([*cli, "run", "--local", str(notebook)], env, tmp)
+    wait_kept_warm(tmp / "data" / "warm")  # the runner it left, ready before anything is timed
     listing = subprocess.run([*cli, "ls", "--json"], env=env, cwd=tmp, capture_output=True, text=True, check=True)  # noqa: S603
     job_id = json.loads(listing.stdout)[0]["id"]
 
@@ -103,20 +118,32 @@ def main() -> int:
 
     papermill = [python, "-m", "papermill", "--no-progress-bar", str(notebook), str(tmp / "out.ipynb")]
     run_local = [*cli, "run", "--local", str(notebook)]
+    warm = tmp / "data" / "warm"
+    cold_env = {**env, "JUPYTER_EXT_KEEP_WARM": "0"}
     timed(papermill, env, tmp)
-    pm_times, ext_times, pm_cpu, ext_cpu = [], [], [], []
-    for _ in range(args.runs):  # interleaved: load on the machine weighs on both alike
-        pm_times.append(timed(papermill, env, tmp))
-        pm_cpu.append(CPU[-1])
-        ext_times.append(timed(run_local, env, tmp))
-        ext_cpu.append(CPU[-1])
+    pm_times, ext_times, cold_times, pm_cpu, ext_cpu, cold_cpu = [], [], [], [], [], []
+    try:
+        for _ in range(args.runs):  # interleaved: load on the machine weighs on all alike
+            wait_kept_warm(warm)  # the runner the last `run --local` left: ready, not starting
+            pm_times.append(timed(papermill, env, tmp))
+            pm_cpu.append(CPU[-1])
+            ext_times.append(timed(run_local, env, tmp))  # takes the kept-warm runner, leaves one
+            ext_cpu.append(CPU[-1])
+            wait_kept_warm(warm)
+            cold_times.append(timed(run_local, cold_env, tmp))  # starts its own; the kept one waits
+            cold_cpu.append(CPU[-1])
+    finally:  # the kept-warm runner would otherwise wait out its 300 s
+        stop = [python, "-m", "jupyter_ext.backends.keepwarm", "stop", str(warm)]
+        subprocess.run(stop, env=env, stdout=subprocess.DEVNULL, check=False)  # noqa: S603
     results["python -m papermill"] = summary(pm_times, pm_cpu)
     results["jupyter-ext run --local"] = summary(ext_times, ext_cpu)
+    results["jupyter-ext run --local, cold"] = summary(cold_times, cold_cpu)
 
     floor = results["python -c pass"]["median"]
     ratios = {label: results[label]["median"] / floor for label in commands if label.startswith("jupyter-ext")}
     papermill_median = results["python -m papermill"]["median"]
     ratios["run --local / papermill"] = results["jupyter-ext run --local"]["median"] / papermill_median
+    ratios["run --local, cold / papermill"] = results["jupyter-ext run --local, cold"]["median"] / papermill_median
 
     if args.json:
         print(json.dumps({"results": results, "ratios": ratios}, indent=2))

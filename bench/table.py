@@ -94,6 +94,11 @@ def ratio(ours: float | None, peer: float | None) -> float | None:
     return ours / peer if ours is not None and peer else None
 
 
+def times(ours: float | None, peer: float | None) -> str:
+    r = ratio(ours, peer)
+    return "-" if r is None else f"{r:.2f}x"
+
+
 class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, ...]] = []
@@ -195,6 +200,7 @@ def build(parts: dict[str, dict[str, Any]], quick: bool) -> Table:  # noqa: PLR0
         failed(cli) or f"median; ratio against `python -c pass` ({seconds(floor)})",
     )
     local, raw = dig(res, "jupyter-ext run --local", "median"), dig(res, "python -m papermill", "median")
+    cold = dig(res, "jupyter-ext run --local, cold", "median")
     r = ratio(local, raw)
     t.add(
         "`jupyter-ext run --local` vs raw papermill",
@@ -204,7 +210,9 @@ def build(parts: dict[str, dict[str, Any]], quick: bool) -> Table:  # noqa: PLR0
         r,
         "<= 0.5x",
         at_most(r, 0.5),
-        failed(cli) or "trivial notebook, interleaved runs, medians",
+        failed(cli)
+        or "trivial notebook, interleaved runs, medians; the second of two commands in a row (the first left "
+        f"a runner ready, `keep_warm`); without it (`JUPYTER_EXT_KEEP_WARM=0`): {seconds(cold)}, {times(cold, raw)}",
     )
 
     warm = dig(remote, "warm", "median") or dig(remote, "warm_median_s")

@@ -54,6 +54,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Never touch the developer's own job database; no server address leaks between tests
     (a server extension started in this process publishes its address for its kernels)."""
     monkeypatch.setenv("JUPYTER_EXT_DATA_DIR", str(tmp_path / "jupyter-ext-data"))
+    monkeypatch.setenv("JUPYTER_EXT_KEEP_WARM", "0")  # no runner outlives a command (test_keep_warm.py turns it on)
     for name in _SERVER_ENV:
         os.environ.pop(name, None)
     yield

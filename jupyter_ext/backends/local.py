@@ -5,7 +5,8 @@ files of every running attempt (the local analogue of one watch per namespace) a
 new events to the event loop, so nothing is lost while the server is down and a restarted
 server simply continues from the last event it stored. GPUs come from a configured pool
 through CUDA_VISIBLE_DEVICES; a concurrency limit bounds how many attempts run at once.
-The warm pool of standby runners, and the process facts (is a pid still ours), are in standby.py.
+The warm pool of standby runners, and the process facts (is a pid still ours), are in standby.py;
+the runner the command line keeps warm between commands is in keepwarm.py.
 
 Why this module is long: the backend is one state machine (slots and GPUs handed out in order, the
 tail thread that follows every attempt, spawn/adopt/settle/cancel of an attempt) plus its options;
@@ -34,6 +35,7 @@ from ..errors import BackendError, ValidationError
 from ..layout import AttemptFiles
 from ..models import Resources
 from ..runner.emitter import parse_line
+from . import keepwarm
 from .base import Backend, EventsOrOutcome, Handle, Outcome, StepLaunch, handoff_env, runner_argv
 from .standby import StandbyPool, kill_kernel, killpg, pool_memory, spawn_logged, sweep_standby_folders
 from .standby import alive as _alive
@@ -240,6 +242,20 @@ class LocalBackend(Backend[LocalHandle]):
         1, help="Runners the warm pool keeps while idle (see `warm_pool_idle`); 0 keeps none."
     ).tag(config=True)
 
+    keep_warm = Float(
+        help="Seconds a runner left ready by `jupyter-ext run --local` waits for the next such command "
+        "before it exits (it holds a started python3 kernel, ~100-150 MB, meanwhile; each runner still "
+        "runs one step, in a fresh interpreter). Only the command line leaves one; the server has its "
+        "warm pool. 0 leaves none. Default: $JUPYTER_EXT_KEEP_WARM, else 300.",
+    ).tag(config=True)
+
+    @default("keep_warm")
+    def _default_keep_warm(self) -> float:
+        try:
+            return float(os.environ.get("JUPYTER_EXT_KEEP_WARM", "300"))
+        except ValueError:
+            return 300.0
+
     poll_interval = Float(
         0.02,
         help="Seconds between looks at the event files of running steps when nothing new arrived.",
@@ -254,6 +270,7 @@ class LocalBackend(Backend[LocalHandle]):
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._reaping: set[asyncio.Task[None]] = set()
         self._expected: dict[str, int] = {}  # job id -> its steps still to start (expect_steps)
+        self._warm_dir: Path | None = None  # keep_warm_in: the command line's kept-warm runners
         self._pool = StandbyPool(
             self.python,
             self.warm_pool,
@@ -273,6 +290,16 @@ class LocalBackend(Backend[LocalHandle]):
             self._expected.pop(job_id, None)
         self._pool.expect(sum(self._expected.values()))
 
+    def keep_warm_in(self, data_dir: str | Path) -> None:
+        """Claim a runner a previous command left ready, and leave one ready when this backend stops
+        (`keep_warm` seconds): for a command that runs a job and ends (keepwarm.py). Off when
+        `keep_warm` is 0 or `<data_dir>/warm` is not this user's own 0700 folder."""
+        if self.keep_warm > 0:
+            self._warm_dir = keepwarm.warm_folder(data_dir)
+
+    def _warm_tag(self) -> str:
+        return keepwarm.runner_tag(self.python, self._base_env())
+
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._tailer is None:
@@ -291,6 +318,10 @@ class LocalBackend(Backend[LocalHandle]):
             self._tailer.stop()
             self._tailer = None
         await asyncio.to_thread(self._pool.close)
+        if self._warm_dir is not None:
+            await asyncio.to_thread(
+                keepwarm.leave, self._warm_dir, self.python, self._warm_tag(), self._base_env(), self.keep_warm
+            )
 
     def capacity(self) -> dict[str, Any]:
         return {
@@ -408,19 +439,28 @@ class LocalBackend(Backend[LocalHandle]):
             # An empty value hides every GPU from a CPU step, so it cannot take a GPU step's device.
             step_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         argv = self._command(launch, params_file)
-        proc = self._pool.take(argv[3:], step_env) if self.warm_pool > 0 else None
-        warm = proc is not None
-        if proc is None:
-            env = {**self._base_env(), **step_env}
-            try:
-                proc = spawn_logged(argv, launch.workdir, env, files.runner_log, subprocess.DEVNULL)
-            except OSError as exc:
-                raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
-        self._procs[key] = proc
+        kept = None
+        if self._warm_dir is not None and (self.warm_pool <= 0 or self._pool.ready_count() == 0):
+            # Ready now, unlike a pool runner still starting (the command line's pool starts with it).
+            kept = keepwarm.claim(self._warm_dir, self._warm_tag(), argv[3:], step_env)
+        proc = self._pool.take(argv[3:], step_env) if kept is None and self.warm_pool > 0 else None
+        warm = proc is not None or kept is not None
+        if kept is not None:
+            # A runner a previous command left: not our child; followed by pid + start time, as adopted.
+            pid, start_time = kept
+        else:
+            if proc is None:
+                env = {**self._base_env(), **step_env}
+                try:
+                    proc = spawn_logged(argv, launch.workdir, env, files.runner_log, subprocess.DEVNULL)
+                except OSError as exc:
+                    raise BackendError(f"could not start step {launch.step!r}: {exc}", step=launch.step) from exc
+            self._procs[key] = proc
+            pid, start_time = proc.pid, _proc_start_time(proc.pid)
         handle = LocalHandle(
             key=key,
-            pid=proc.pid,
-            start_time=_proc_start_time(proc.pid),
+            pid=pid,
+            start_time=start_time,
             attempt_dir=str(attempt_dir),
             step=launch.step,
             gpus=gpus,

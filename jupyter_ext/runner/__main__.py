@@ -1,5 +1,6 @@
 """`python -m jupyter_ext.runner`: run one step attempt (main.py), or with `--standby FOLDER` wait
-warm for one (standby.py). Here, not in main.py, so that standby.py can use main.py without a cycle."""
+warm for one (standby.py; with `--listen TAG --idle S` after it, the command line's kept-warm
+runner). Here, not in main.py, so that standby.py can use main.py without a cycle."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--standby"]:
         from .standby import standby
 
-        return standby(argv[1] if len(argv) > 1 else ".")
+        return standby(argv[1] if len(argv) > 1 else ".", argv[2:])
     from .main import parse_args, run
 
     return run(parse_args(argv))

@@ -78,6 +78,7 @@ def test_binder_installs_the_extension_and_runs_every_notebook(tmp_path: Path) -
         "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "JUPYTER_EXT_DATA_DIR": str(tmp_path / "jobs"),
+        "JUPYTER_EXT_KEEP_WARM": "0",  # `run --local` leaves no runner behind (LocalBackend.keep_warm)
     }
     sh([str(venv / "bin" / "pip"), "install", "-q", *pip_deps], cwd=repo, env=env, timeout=600)
     timings["environment"] = time.monotonic() - start
