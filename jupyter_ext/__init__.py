@@ -35,6 +35,16 @@ def artifact_path(name: str) -> Path:
     return path
 
 
+def log_metric(name: str, value: float) -> None:
+    """Record a number about this run, e.g. `log_metric("accuracy", 0.93)`: in a job it becomes a
+    `metric` event (the job view keeps each name's last value; a sweep's table shows them), run
+    interactively it only shows `accuracy = 0.93`. `value` must be a real number (not a bool, NaN
+    or an infinity); anything else raises TypeError/ValueError naming the metric."""
+    from .runner.metrics import log_metric as log
+
+    log(name, value)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext jupyter_ext`: registers `%%remote` and `%remote_jobs`."""
     from .magics import load_ipython_extension as load

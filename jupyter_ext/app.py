@@ -17,8 +17,9 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Float, Integer, List, TraitError, Type, Unicode, default, validate
+from traitlets import Dict, Enum, Float, Integer, List, TraitError, Type, Unicode, default, validate
 
+from .activity import ActivityReporter
 from .backends.base import Backend
 from .backends.kubernetes import KubernetesBackend
 from .backends.local import LocalBackend
@@ -26,6 +27,8 @@ from .errors import ValidationError
 from .handlers import handlers
 from .orchestrator import Orchestrator
 from .retention import keep_jobs_setting
+from .schedule_handlers import schedule_handlers
+from .schedules import Scheduler
 from .store import AsyncStore, Store
 from .users import local_user
 
@@ -123,6 +126,28 @@ class JupyterExt(ExtensionApp):
         "inputs over 1 MiB); a larger one is refused with 413. It replaces ServerApp.max_body_size there.",
     ).tag(config=True)
 
+    schedule_catch_up = Enum(
+        ["once", "skip"],
+        default_value="once",
+        help="Runs of schedules that fell due while no server ran: 'once' fires each such schedule once at "
+        "start-up (never once per missed run), 'skip' records them as skipped and waits for the next run.",
+    ).tag(config=True)
+
+    report_activity = Enum(
+        ["jobs_and_schedules", "jobs", "off"],
+        default_value="jobs_and_schedules",
+        help="Report activity (jupyter-server's last_activity, which jupyterhub-singleuser sends to the hub) "
+        "while jobs run here ('jobs'), or also while any schedule is active ('jobs_and_schedules'), so "
+        "JupyterHub's idle culler keeps the server; 'off' reports none. An active schedule then keeps the "
+        "server running (and its resources taken) between runs: see docs/jupyterhub.md.",
+    ).tag(config=True)
+
+    activity_interval = Float(
+        60.0,
+        help="Seconds between refreshes of the reported activity while there is work (report_activity); it "
+        "is also refreshed when a job starts and when it ends.",
+    ).tag(config=True)
+
     def make_backends(self, also: Iterable[str] = ()) -> dict[str, Backend]:
         """The enabled backends (plus `also`), each configured under its class name, none started.
         The server and the in-process CLI (`jupyter-ext run --local`) both build them here."""
@@ -151,10 +176,14 @@ class JupyterExt(ExtensionApp):
             upload_ttl=self.upload_ttl or None,
             cleanup_interval=max(0.01, self.cleanup_interval),
         )
+        self.scheduler = Scheduler(
+            store=self.store, orchestrator=self.orchestrator, data_dir=self.data_dir, catch_up=self.schedule_catch_up
+        )
         self.settings["jupyter_ext"] = self
         self.log.info("jupyter-ext: jobs in %s, backends %s", self.data_dir, ", ".join(sorted(self.backends)))
 
     def initialize_handlers(self) -> None:
+        self.handlers.extend(schedule_handlers)  # before handlers' catch-all
         self.handlers.extend(handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
@@ -164,8 +193,22 @@ class JupyterExt(ExtensionApp):
         os.environ["JUPYTER_EXT_SERVER_URL"] = serverapp.connection_url
         os.environ["JUPYTER_EXT_TOKEN"] = serverapp.identity_provider.token or ""
         os.environ["JUPYTER_EXT_ROOT_DIR"] = str(serverapp.root_dir)
+        # The web app's own settings (ours were copied into them): jupyter-server's last_activity() reads them.
+        self.activity = ActivityReporter(
+            serverapp.web_app.settings,
+            mode=self.report_activity,
+            jobs=self.orchestrator.driving,
+            schedules=self.store.active_schedules,
+            interval=max(0.01, self.activity_interval),
+        )
+        self.orchestrator.activity_listeners.append(self.activity.job_changed)
         await self.orchestrator.start()
+        await self.scheduler.start()
+        self.activity.start()
 
     async def stop_extension(self) -> None:
+        if hasattr(self, "activity"):
+            await self.activity.stop()
+        await self.scheduler.stop()
         await self.orchestrator.stop()
         await self.store.close()

@@ -11,8 +11,9 @@
 With a jupyter-ext server running (JupyterLab with the extension) the CLI talks to it, so
 jobs show in the Lab panel; otherwise it runs jobs in this process, with the backends and
 configuration a server would have (jupyter_server_config.py in the Jupyter config path,
-JUPYTER_EXT_* defaults), keeping them in the same job database (a one-step notebook's runner
-starts with its step: no warm pool for a command that runs one job). `run --detach` without a
+JUPYTER_EXT_* defaults), keeping them in the same job database. `run --local` takes the standby
+runner the previous command left warm (backends/keepwarm.py: one per data dir, gone after
+`c.LocalBackend.keep_warm` idle seconds) and leaves one for the next. `run --detach` without a
 server hands the job to a background process that outlives the command. `ls`, `logs`,
 `cancel`, `artifacts`, `status`, `rm` and `prune` use the job database directly and start nothing.
 
@@ -22,7 +23,6 @@ Cells are named as JupyterLab numbers them: "cell 3" is the third cell of the no
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import json
 import signal
@@ -32,21 +32,11 @@ from typing import Any
 
 from . import __version__
 from . import session as sessions
-from .cli_render import Renderer, duration, status_words, table
+from .cli_args import parse_value, sweep_spec
+from .cli_render import Renderer, duration, status_words, sweep_progress, sweep_table, table
 from .contract import TERMINAL
 from .errors import Conflict, JupyterExtError, NotFound, ValidationError
 from .session import InProcessSession, Session
-
-
-# -- parameters -------------------------------------------------------------------------------------------------
-def parse_value(raw: str) -> Any:
-    """`-p name value`: numbers, booleans, None, JSON/Python literals as such; anything else a string."""
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(raw)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return raw
 
 
 # -- sessions: a server, or this process (session.py) -----------------------------------------------------------
@@ -103,6 +93,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     for key in ("backend", "name", "timeout", "retries", "from_step", "rerun_of", "kernel"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
+    if args.fresh:
+        spec["fresh"] = True
+    spec.update(sweep_spec(args))
     resources = {k: getattr(args, k) for k in ("gpu", "memory", "cpu", "image") if getattr(args, k) is not None}
     if resources:
         spec["resources"] = resources
@@ -112,8 +105,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
             return 2
         if args.detach and isinstance(session, InProcessSession):
             return await _detach(session, spec)
-        if isinstance(session, InProcessSession) and len(plan.get("steps") or ()) == 1:
+        if isinstance(session, InProcessSession) and len(plan.get("steps") or ()) == 1 and not args.sweep:
             session.without_warm_pool()  # its one runner starts with the step, and no spare beside it
+        if isinstance(session, InProcessSession):
+            # A runner the last command left ready takes the step, and one is left for the next
+            # (`LocalBackend.keep_warm`; backends/keepwarm.py).
+            _, backend = session.orchestrator.backend_named(args.backend)
+            keep_warm_in = getattr(backend, "keep_warm_in", None)
+            if keep_warm_in is not None:
+                keep_warm_in(session.orchestrator.data_dir)
         await session.start()
         job = await session.submit(spec)
         if args.detach:
@@ -218,6 +218,8 @@ async def follow(session: Session, job: dict[str, Any], *, cancel_on_interrupt: 
         return 130
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+    if job.get("sweep") is not None:  # the results: one row per run
+        print(sweep_table(await session.job(job["id"])))
     return 0 if status == "succeeded" else 1
 
 
@@ -242,7 +244,7 @@ async def cmd_ls(args: argparse.Namespace) -> int:
                 j["name"][:30],
                 status_words(j),
                 j["backend"],
-                f"{done}/{len(j['steps'])}",
+                sweep_progress(j) if j.get("sweep") else f"{done}/{len(j['steps'])}",
                 j["created"][:19].replace("T", " "),
                 duration(j),
             )
@@ -260,12 +262,20 @@ async def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(job, indent=2))
         return 0
-    print(f"job {job['id']} ({job['name']}) on {job['backend']}: {status_words(job)}, {duration(job)}")
+    what = "sweep" if job.get("sweep") is not None else "job"
+    print(f"{what} {job['id']} ({job['name']}) on {job['backend']}: {status_words(job)}, {duration(job)}")
     if job.get("error") and job["status"] != "succeeded":
         print(f"  {job['error'].get('message', '')}")
+    if job.get("sweep") is not None:
+        counts = ", ".join(f"{n} {s}" for s, n in job["sweep"]["counts"].items() if n)
+        print(f"  {len(job['sweep']['children'])} runs ({job['sweep']['mode']}): {counts}")
+        print(sweep_table(job, indent="  "))
+        return 0
     rows = [("STEP", "STATUS", "ATTEMPT", "DURATION")]
     for s in job["steps"]:
-        rows.append((s["name"], status_words(s), str(s["attempt"]), duration(s)))
+        cached = (s.get("cache") or {}).get("from") if (s.get("cache") or {}).get("hit") else None
+        words = f"{status_words(s)} (cached from job {cached['job']})" if cached else status_words(s)
+        rows.append((s["name"], words, str(s["attempt"]), duration(s)))
     print(table(rows, indent="  "))
     return 0
 
@@ -369,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter-ext", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"jupyter-ext {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,ls,status,logs,cancel,artifacts,rm,prune}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,ls,status,logs,cancel,artifacts,rm,prune,schedule}"
+    )
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--local", action="store_true", help="do not look for a running server; use this process")
@@ -394,6 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with this kernel instead of the notebook's own (a notebook whose kernel is not installed is "
         "refused unless you choose one)",
     )
+    run.add_argument("--fresh", action="store_true", help="run every step again, ignoring cached results (tag `cache`)")
+    run.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="run once per value (repeat for a grid over several parameters); values parsed like -p's",
+    )
+    run.add_argument("--zip", action="store_true", help="with several --sweep: pair the i-th values instead of a grid")
+    run.add_argument("--parallel", type=int, metavar="N", help="with --sweep: runs at once (default 4)")
     run.add_argument("--strict", action="store_true", help="treat the planner's warnings as errors: run nothing")
     run.add_argument(
         "--detach",
@@ -451,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
     common(prune)
     prune.set_defaults(fn=cmd_prune)
+
+    from .cli_schedule import add_schedule_parser
+
+    add_schedule_parser(sub, common)  # `schedule add/ls/pause/resume/snapshot/rm`
     return parser
 
 

@@ -20,6 +20,8 @@ class Renderer:
         self.multi_step = False
         self.step_cells: dict[str, list[int]] = {}
         self.started = time.time()
+        self.runs = 0  # a sweep's runs (0: not a sweep)
+        self.runs_ended = 0
 
     def _c(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
@@ -28,6 +30,18 @@ class Renderer:
         return text if self.color else ANSI.sub("", text)
 
     def job(self, job: dict[str, Any]) -> None:
+        sweep = job.get("sweep")
+        if sweep is not None:
+            self.runs = len(sweep["children"])  # runs_ended counts the `sweep.child` ends that follow
+            over = ", ".join(sweep["parameters"])
+            self.err.write(
+                self._c(
+                    f"sweep {job['id']} ({job['name']}) on {job['backend']}: {self.runs} runs ({sweep['mode']} over "
+                    f"{over}), {sweep['parallel']} at once\n",
+                    "2",
+                )
+            )
+            return
         self.multi_step = len(job.get("steps", [])) > 1
         for step in job.get("steps", []):
             self.step_cells[step["name"]] = list(step.get("cells", []))
@@ -47,12 +61,25 @@ class Renderer:
             self.err.write(prefix + self._plain(e.get("text", "")))
         elif kind == "step.start" and self.multi_step:
             self.err.write(self._c(f"{prefix}started (attempt {e.get('attempt', 1)})\n", "36"))
+        elif kind == "step.cached":
+            source = e.get("from") or {}
+            self.err.write(self._c(f"{prefix}cached from job {source.get('job')}\n", "36"))
         elif kind == "step.retry":
             msg = (e.get("error") or {}).get("message", "failed")
             self.err.write(self._c(f"{prefix}attempt {e.get('attempt')} failed ({msg}); retrying\n", "33"))
         elif kind == "step.end" and self.multi_step:
             colour = "32" if e.get("status") == "succeeded" else "31"
             self.err.write(self._c(f"{prefix}{e.get('status')}\n", colour))
+        elif kind == "sweep.child" and e.get("status") not in ("queued", "running"):
+            self.runs_ended += 1
+            shown = " ".join(f"{k}={value_words(v)}" for k, v in (e.get("parameters") or {}).items())
+            metrics = "  ".join(f"{k}={metric_words(v)}" for k, v in (e.get("metrics") or {}).items())
+            colour = "32" if e.get("status") == "succeeded" else "31"
+            line = f"[{self.runs_ended}/{self.runs or '?'}] {shown}: {e.get('status')}"
+            if e.get("status") != "succeeded" and (e.get("error") or {}).get("message"):
+                line += f" ({e['error']['message']})"
+            line += (f"  {metrics}" if metrics else "") + f"  (job {e.get('child')})\n"
+            self.err.write(self._c(line, colour))
         elif kind == "job.end":
             self._end(e)
         self.out.flush()
@@ -79,12 +106,13 @@ class Renderer:
     def _end(self, e: dict[str, Any]) -> None:
         status = e.get("status")
         error = e.get("error") or {}
+        what = "sweep" if self.runs else "job"
         if status == "succeeded":
-            self.err.write(self._c(f"job {e['job']} succeeded\n", "32"))
+            self.err.write(self._c(f"{what} {e['job']} succeeded\n", "32"))
         else:
             where = f" in step {error['step']!r}" if error.get("step") and self.multi_step else ""
             message = error.get("message", status)
-            self.err.write(self._c(f"job {e['job']} {status}{where}: {message}\n", "31"))
+            self.err.write(self._c(f"{what} {e['job']} {status}{where}: {message}\n", "31"))
 
 
 def _text(value: Any) -> str:
@@ -118,6 +146,42 @@ def duration(job: dict[str, Any]) -> str:
     )
     seconds = int((end - start).total_seconds())
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def value_words(value: Any) -> str:
+    """A parameter value in a run's name and the sweep table: text as it is, else Python's repr."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def metric_words(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def sweep_table(job: dict[str, Any], indent: str = "") -> str:
+    """A sweep job's runs as a table: one row per run, its swept parameters, the last value of each
+    metric, status and duration (as `jupyter-ext status SWEEP` and the end of `run --sweep` print it)."""
+    sweep = job["sweep"]
+    names, metrics = list(sweep["parameters"]), list(sweep["metrics"])
+    rows = [("RUN", *names, *metrics, "STATUS", "DURATION")]
+    for child in sweep["children"]:
+        params, values = child.get("parameters") or {}, child.get("metrics") or {}
+        rows.append(
+            (
+                child["id"],
+                *(value_words(params[n]) if n in params else "-" for n in names),
+                *(metric_words(values[m]) if m in values else "-" for m in metrics),
+                child["status"],
+                duration(child),
+            )
+        )
+    return table(rows, indent)
+
+
+def sweep_progress(job: dict[str, Any]) -> str:
+    """`4/6 runs` (ended of all) for the list."""
+    children = job["sweep"]["children"]
+    ended = sum(1 for c in children if c["status"] not in ("queued", "running"))
+    return f"{ended}/{len(children)} runs"
 
 
 def table(rows: Sequence[Sequence[str]], indent: str = "") -> str:

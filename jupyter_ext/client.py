@@ -100,8 +100,8 @@ class ServerSession:
     async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", "jobs", spec)
 
-    async def jobs(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "jobs"))["jobs"]
+    async def jobs(self, parent: str | None = None) -> list[dict[str, Any]]:
+        return (await self.request("GET", "jobs", parent=parent))["jobs"]
 
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self.request("GET", f"jobs/{quote(job_id)}")
@@ -187,6 +187,21 @@ class ServerSession:
             job = await self.job(job_id)
             if job["status"] in TERMINAL and job["last_seq"] <= after:
                 return
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "schedules"))["schedules"])
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"schedules/{quote(schedule_id, safe='')}")
+
+    async def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", "schedules", body)
+
+    async def update_schedule(self, schedule_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", f"schedules/{quote(schedule_id, safe='')}", body)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self.request("DELETE", f"schedules/{quote(schedule_id, safe='')}")
 
     async def history(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
         """The events with seq > after stored so far, read page by page."""

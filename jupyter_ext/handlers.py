@@ -56,7 +56,7 @@ def owner_of(handler: JupyterHandler) -> str:
     return local_user()
 
 
-_NOT_IMPLEMENTED = {m: getattr(web.RequestHandler, m.lower()) for m in ("GET", "POST", "PUT", "DELETE")}
+_NOT_IMPLEMENTED = {m: getattr(web.RequestHandler, m.lower()) for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}
 
 
 @web.stream_request_body
@@ -202,10 +202,19 @@ class JobsHandler(_Base):
     @authorized
     async def get(self) -> None:
         """Your jobs, newest first: a page of `limit`, older than the job `before`; `next` is the
-        `before` of the following page (null on the last)."""
+        `before` of the following page (null on the last). Only jobs that are no sweep's run, or
+        with `parent` the runs of that sweep job of yours."""
         limit = self.int_arg("limit", 200, 1)
+        parent = self.get_argument("parent", None)
+        if parent is not None:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", parent):
+                raise ValidationError(f"parent: {shown(parent, 80)} is not a job id", field="parent")
+            try:
+                await self.ext.store.get_job(parent, self.owner)
+            except NotFound:
+                raise NotFound(f"parent: no job {parent!r} of yours", field="parent") from None
         jobs, after = await self.ext.store.job_summaries(
-            self.owner, limit=limit, before=self.get_argument("before", None)
+            self.owner, limit=limit, before=self.get_argument("before", None), parent=parent
         )
         self.finish(job_list_json(jobs, after, self.log))
 

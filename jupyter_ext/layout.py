@@ -14,6 +14,8 @@ either is written down).
             artifacts/                      files the step wrote (executed.ipynb among them)
             handoff/<var>.pkl               variables later steps load
       uploads/<sha256(user)[:16]>/<id>      an upload waiting for the job that takes it
+      schedules/<id>/notebook.ipynb         a schedule's snapshot of its notebook (what its runs run)
+      warm/ready-<tag>-<pid>.sock           a standby runner `run --local` left for the next command
 
 Client-named paths (a notebook, a cell's working folder) are relative to the server root and
 never lead outside it: no absolute path, no '..', no hidden part (unless allowed), no symlink
@@ -39,6 +41,8 @@ from .errors import NotFound, ValidationError
 
 JOBS = "jobs"
 UPLOADS = "uploads"
+SCHEDULES = "schedules"
+SNAPSHOT = "notebook.ipynb"
 NOTEBOOK = "notebook.ipynb"
 STEP_NOTEBOOK = "step.ipynb"
 HANDOFF = ATTEMPT_HANDOFF
@@ -137,6 +141,11 @@ class JobLayout:
         None: nothing outside it is ever served (blocking)."""
         path = Path(stored).resolve()
         return path if path.is_relative_to(self.job_dir(job_id).resolve()) else None
+
+    # -- schedules -------------------------------------------------------------------------------------------
+    def schedule_snapshot(self, schedule_id: str) -> Path:
+        """The notebook a schedule's runs run (taken when it was made, or its `snapshot` PATCH)."""
+        return self.data_dir / SCHEDULES / schedule_id / SNAPSHOT
 
     # -- uploads ---------------------------------------------------------------------------------------------
     @property

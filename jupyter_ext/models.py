@@ -3,6 +3,10 @@
 Validation happens here, once, at the edge. `parse()` turns pydantic's errors into our
 `ValidationError` whose message names the field (e.g. ``resources.memory``) and says what
 a valid value looks like. Inside the server, records travel as these models or plain dicts.
+
+Why this module is long: it is the whole wire schema, each model with the validators that name
+its fields (a sweep's checks among them), read beside openapi.yaml; split up, the request models
+would import the bounds and checks they share from each other.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 import types
 import typing
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +33,8 @@ MAX_PARAMETER_VALUES = 100_000  # numbers, strings, lists and objects in one par
 MAX_PARAMETERS_BYTES = 1_000_000  # all parameters together, as JSON
 MAX_PATH_CHARS = 1024  # a notebook path or cell.workdir, relative to the server root
 MAX_NAME_BYTES = 255  # one folder or file name of such a path (the filesystem's limit)
+MAX_SWEEP_RUNS = 1000  # child jobs of one parameter sweep
+DEFAULT_SWEEP_PARALLEL = 4  # a sweep's children running at once, unless `sweep_parallel` says
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -180,6 +186,11 @@ class StepSpec(_Strict):
     reused_from: dict[str, Any] | None = Field(
         None, description="Set on a re-run: {job, attempt} of the earlier job whose result this step reuses"
     )
+    cache: bool | None = Field(
+        None,
+        description="True: reuse an earlier run's result when the step's inputs did not change (cache.py); "
+        "False: tagged `cache:off`, never (not even in a sweep); None: not asked for",
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -228,11 +239,25 @@ class JobSpec(_Strict):
     retries: int | None = None
     from_step: str | None = Field(None, description="Re-run from this step, reusing earlier hand-offs")
     rerun_of: str | None = Field(None, description="Job whose hand-offs a re-run reuses")
+    fresh: bool = Field(
+        False, description="Run every step again, ignoring cached results (new results still enter the cache)"
+    )
     kernel: str | None = Field(
         None,
         max_length=200,
         description="Kernel to run the notebook with instead of its own (e.g. 'python3'); without it a "
         "notebook whose kernel the backend does not have is refused",
+    )
+    sweep: dict[str, list[Any]] | None = Field(
+        None,
+        description="A parameter sweep: parameter name -> the values to try. One sweep job with one child "
+        "job per combination (sweeps.py)",
+    )
+    sweep_mode: Literal["grid", "zip"] = Field(
+        "grid", description="grid: every combination (in the order given); zip: the i-th values together"
+    )
+    sweep_parallel: int | None = Field(
+        None, ge=1, le=MAX_SWEEP_RUNS, description=f"Children running at once (default {DEFAULT_SWEEP_PARALLEL})"
     )
 
     @field_validator("notebook")
@@ -260,6 +285,73 @@ class JobSpec(_Strict):
     def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
         check_parameters(v)
         return v
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_values(cls, v: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValidationError(
+                'sweep: give at least one parameter and its values, e.g. {"lr": [0.1, 0.01]}', field="sweep"
+            )
+        for name, values in v.items():
+            field = f"sweep.{name}"
+            try:
+                check_variable_name(name, "parameter name")
+            except ValueError as exc:
+                raise ValidationError(f"{field}: {exc}", field=field) from None
+            if not values:
+                raise ValidationError(f"{field}: the list of values is empty; give at least one value", field=field)
+            try:
+                check_parameters({name: values})
+            except ValidationError as exc:
+                raise ValidationError(exc.message.replace(f"parameters.{name}", field, 1), field=field) from None
+        return v
+
+    @model_validator(mode="after")
+    def _sweep(self) -> JobSpec:
+        if self.sweep is None:
+            return self
+        first = next(iter(self.sweep))
+        if self.cell is not None:
+            message = f"sweep.{first}: a sweep runs a notebook, not a %%remote cell"
+            raise ValidationError(message, field=f"sweep.{first}")
+        if self.from_step or self.rerun_of:
+            raise ValidationError(
+                f"sweep.{first}: a sweep cannot re-run from a step (from_step/rerun_of); run the sweep whole "
+                "(its children reuse unchanged steps through the step cache)",
+                field=f"sweep.{first}",
+            )
+        for name in self.sweep:
+            if name in self.parameters:
+                raise ValidationError(
+                    f"sweep.{name}: {name!r} is both in parameters and in sweep; give it in one of them",
+                    field=f"sweep.{name}",
+                )
+        lengths = {name: len(values) for name, values in self.sweep.items()}
+        if self.sweep_mode == "zip":
+            for name, n in lengths.items():
+                if n != lengths[first]:
+                    raise ValidationError(
+                        f"sweep.{name}: zip pairs the i-th values of every swept parameter, so they need as many "
+                        f"values each; {first!r} has {lengths[first]}, {name!r} has {n} (or use grid)",
+                        field=f"sweep.{name}",
+                    )
+            runs = lengths[first]
+        else:
+            runs = 1
+            for n in lengths.values():
+                runs *= n
+        if runs > MAX_SWEEP_RUNS:
+            widest = max(lengths, key=lambda k: lengths[k])
+            shape = " x ".join(str(n) for n in lengths.values())
+            raise ValidationError(
+                f"sweep.{widest}: the sweep makes {runs:,} runs ({shape}); at most {MAX_SWEEP_RUNS:,} are accepted; "
+                "give fewer values",
+                field=f"sweep.{widest}",
+            )
+        return self
 
     @field_validator("kernel")
     @classmethod
@@ -324,6 +416,34 @@ class Step(BaseModel):
     queue_position: int | None = Field(
         None, description="While queued waiting for a slot on its backend: its place in line (1: next)"
     )
+    cache: dict[str, Any] | None = Field(
+        None,
+        description="A cached step: {key, hit, from: {job, step, attempt} | null}; null when the step is not cached",
+    )
+
+
+class SweepChild(BaseModel):
+    """One run of a sweep (a row of its table)."""
+
+    id: str
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The swept parameters' values")
+    status: Status
+    started: str | None = None
+    finished: str | None = None
+    duration: float | None = Field(None, description="Seconds from start to end (null until it ended)")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Each metric's last value")
+
+
+class Sweep(BaseModel):
+    """A sweep job's runs, in the order of their combinations."""
+
+    mode: str
+    parallel: int
+    parameters: list[str] = Field(default_factory=list, description="The swept parameters' names")
+    metrics: list[str] = Field(default_factory=list, description="Every metric name its runs logged")
+    counts: dict[str, int] = Field(default_factory=dict, description="Runs per status")
+    children: list[SweepChild] = Field(default_factory=list)
 
 
 class Job(BaseModel):
@@ -343,6 +463,9 @@ class Job(BaseModel):
     last_seq: int = 0
     queue_position: int | None = Field(None, description="The best queue_position of its steps waiting for a slot")
     steps: list[Step] = Field(default_factory=list)
+    parent: str | None = Field(None, description="The sweep job this job is a run of")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Each metric's last value")
+    sweep: Sweep | None = Field(None, description="A sweep job's runs (null for other jobs)")
 
 
 class Event(BaseModel):

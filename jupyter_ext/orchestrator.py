@@ -12,7 +12,8 @@ States: queued -> running -> succeeded | failed | cancelled; a step whose upstre
 
 What is not the state machine lives beside it: paths and path checks in layout.py, checking and
 writing a submission in prepare.py (notebooks built by notebook/), deleting and pruning in
-upkeep.py, queue places in queue_positions.py, the fan-out in fanout.py, wording in reasons.py.
+upkeep.py, queue places in queue_positions.py, the fan-out in fanout.py, wording in reasons.py,
+cached steps (key, look-up, replay, single flight) in cache.py.
 
 Why this module is long: it is one state machine (submit, drive, cancel, adopt after a restart,
 one step's attempts with retries, timeouts and refusals, ending steps and jobs), and its parts
@@ -26,12 +27,13 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 from . import reasons
 from .backends.base import Backend, Handle, Outcome, StepLaunch
+from .cache import StepCache
 from .contract import HANDOFF_OUT_ENV, TERMINAL
 from .errors import NotFound, ValidationError
 from .fanout import EventFanout
@@ -80,6 +82,11 @@ class Orchestrator:
         self._stopping = False
         self._cleaner: asyncio.Task[None] | None = None
         self.queue_positions = QueuePositions(store, backends)
+        self.step_cache = StepCache(
+            store, self.layout, emit=self._emit, started=self._started, link_handoff=self.builder.link_handoff
+        )
+        #: Called (no arguments) when a job starts or stops being driven here (activity.py).
+        self.activity_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,12 +111,14 @@ class Orchestrator:
             await backend.stop()
 
     async def reconcile(self) -> None:
-        """Re-drive every job the store says is unfinished."""
+        """Re-drive every job the store says is unfinished (a sweep's runs are driven by their sweep job's driver)."""
         jobs = await self.store.list_jobs(None, limit=100000, statuses=["queued", "running"])
+        unfinished = {job["id"] for job in jobs}
         for job in reversed(jobs):
             if job["cancel_requested"]:
                 self._cancelling.add(job["id"])
-            self._drive_later(job["id"])
+            if job.get("parent") not in unfinished:
+                self._drive_later(job["id"])
         if jobs:
             log.info("jupyter-ext: resumed %d unfinished job(s)", len(jobs))
 
@@ -151,13 +160,29 @@ class Orchestrator:
     def check_resources(self, backend: Backend, step: str, resources: Resources, asked: Any = None) -> None:
         self.builder.check_resources(backend, step, resources, asked)
 
-    async def submit(self, spec: JobSpec, user: str, *, drive: bool = True) -> tuple[JobRecord, bool]:
+    async def submit(
+        self,
+        spec: JobSpec,
+        user: str,
+        *,
+        drive: bool = True,
+        snapshot: Path | None = None,
+        schedule: str | None = None,
+    ) -> tuple[JobRecord, bool]:
         """Plan and store a job, then start driving it (unless `drive` is false: another process
-        will, see `drive()`). Returns (job, created)."""
+        will, see `drive()`). Returns (job, created). A schedule's run (schedules.py) passes what no
+        client can: `snapshot`, the notebook file to run instead of `spec.notebook` (which the job
+        still names, and whose folder it runs in), and `schedule`, its id (kept as `spec.schedule`)."""
+        if spec.sweep is not None:  # one sweep job and a run per combination (sweeps.py)
+            from .sweeps import submit_sweep
+
+            return await submit_sweep(self, spec, user, drive=drive, snapshot=snapshot, schedule=schedule)
         backend_name, backend = self.backend_named(spec.backend)
         job_id = new_job_id()
         try:
-            path, steps, asked = await asyncio.to_thread(self.builder.prepare, spec, job_id, user, backend_name)
+            path, steps, asked = await asyncio.to_thread(
+                self.builder.prepare, spec, job_id, user, backend_name, snapshot=snapshot
+            )
             for step in steps:
                 self.check_resources(backend, step.name, step.resources, asked.get(step.name))
             await backend.preflight([(s.name, s.resources) for s in steps if not s.reused_from])
@@ -181,7 +206,11 @@ class Orchestrator:
             "notebook": spec.notebook or f"%%remote in {spec.cell.workdir if spec.cell else ''}".rstrip(),
             "backend": backend_name,
             "parameters": spec.parameters,
-            "spec": {**spec.model_dump(exclude={"cell": {"inputs"}}), "workdir": str(path.parent)},
+            "spec": {
+                **spec.model_dump(exclude={"cell": {"inputs"}}),
+                "workdir": str(path.parent),
+                **({"schedule": schedule} if schedule else {}),
+            },
             "idempotency_key": spec.idempotency_key,
             "created": time.time(),
         }
@@ -232,9 +261,17 @@ class Orchestrator:
                 waiting.cancel()
             elif step["status"] == "running" and step["handle"] and backend is not None:
                 asyncio.create_task(backend.cancel(backend.load_handle(step["handle"])))
+        if job["spec"].get("sweep"):  # a sweep's runs are cancelled with it
+            from .sweeps import cancel_runs
+
+            await cancel_runs(self, job_id)
         if job_id not in self._drivers:
             self._drive_later(job_id)
         return await self.store.get_job(job_id)
+
+    def cancelling(self, job_id: str) -> bool:
+        """Whether this orchestrator was asked to cancel the job (another process's cancel is in the store)."""
+        return job_id in self._cancelling
 
     async def delete(self, job_id: str, user: str | None) -> None:
         """Delete a finished job of `user` (None: anyone's) with its events, artifacts and folder;
@@ -263,11 +300,34 @@ class Orchestrator:
             return
         task = asyncio.create_task(self._drive(job_id), name=f"jupyter-ext job {job_id}")
         self._drivers[job_id] = task
-        task.add_done_callback(lambda _: self._drivers.pop(job_id, None))
+        task.add_done_callback(lambda _: self._driven(job_id))
+        self._tell_activity()
+
+    def _driven(self, job_id: str) -> None:
+        self._drivers.pop(job_id, None)
+        self._tell_activity()
+
+    def _tell_activity(self) -> None:
+        """A job started or stopped being driven here: tell the listeners (activity.py)."""
+        for listener in list(self.activity_listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a listener never stops a job
+                log.exception("jupyter-ext: an activity listener failed")
+
+    def driving(self) -> int:
+        """How many jobs this orchestrator drives now (queued or running here)."""
+        return len(self._drivers)
 
     async def _drive(self, job_id: str) -> None:
         try:
-            await self._drive_job(job_id)
+            if (await self.store.get_job(job_id))["spec"].get("sweep"):
+                from .sweeps import drive_sweep
+
+                await drive_sweep(self, job_id)  # a sweep job drives its runs (sweeps.py)
+                self._cancelling.discard(job_id)
+            else:
+                await self._drive_job(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -460,6 +520,38 @@ class Orchestrator:
         return mapping
 
     async def _run_step(self, job_id: str, name: str) -> None:
+        """One step: satisfied from the step cache when it may be (cache.py), else run, its attempts."""
+        job = await self.store.get_job(job_id)
+        step = next(s for s in job["steps"] if s["name"] == name)
+        spec = StepSpec.model_validate(step["spec"])
+
+        async def wait(awaitable: Any) -> bool:
+            """Wait for a step with the same key, as `cancel` can stop it; False: cancelled meanwhile."""
+            waiter = asyncio.ensure_future(awaitable)
+            self._waiting[(job_id, name)] = waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if self._stopping or job_id not in self._cancelling:
+                    raise
+                return False
+            finally:
+                self._waiting.pop((job_id, name), None)
+            return True
+
+        decided = await self.step_cache.begin(job, step, spec, self._handoff_inputs(job, spec), wait)
+        if decided.cancelled:
+            error = reasons.error(reasons.CANCELLED, reasons.cancelled_words(True))
+            await self._end_step(job_id, name, Status.cancelled, error=error)
+            return
+        if decided.hit:
+            return
+        try:
+            await self._run_attempts(job_id, name)
+        finally:
+            await self.step_cache.end(decided.flight)
+
+    async def _run_attempts(self, job_id: str, name: str) -> None:
         job = await self.store.get_job(job_id)
         step = next(s for s in job["steps"] if s["name"] == name)
         spec = StepSpec.model_validate(step["spec"])

@@ -112,14 +112,19 @@ class JobBuilder:
             raise ValidationError(message, field=exc.field, step=exc.step, cell=cell) from None
 
     def prepare(
-        self, spec: JobSpec, job_id: str, user: str, backend_name: str
+        self, spec: JobSpec, job_id: str, user: str, backend_name: str, *, snapshot: Path | None = None
     ) -> tuple[Path, list[StepSpec], dict[str, Any]]:
         """Read, check, plan and slice the notebook into the job's folder (thread). Also returns, per
-        step, which tag asked for each resource (for the backend's refusals)."""
+        step, which tag asked for each resource (for the backend's refusals). With `snapshot` (a
+        schedule's copy of the notebook, never a client's path) that file is run instead, in the folder
+        of `spec.notebook`."""
         if spec.cell is not None:
             return (*self._prepare_cell(spec, job_id, user), {})
         assert spec.notebook is not None
-        path, nb = self.read_notebook(spec.notebook)
+        if snapshot is None:
+            path, nb = self.read_notebook(spec.notebook)
+        else:
+            path, nb = self._read_snapshot(spec.notebook, snapshot)
         plan = plan_notebook(nb, defaults=spec.resources)
         check_parameters(nb, spec.parameters, repr(spec.notebook))
         self.check_kernel(nb, backend_name, spec.kernel)
@@ -135,8 +140,28 @@ class JobBuilder:
             target = self.layout.step_notebook(job_id, step.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(slice_step(nb, plan, step.name), target)
-        shutil.copyfile(path, self.layout.notebook(job_id))
+        shutil.copyfile(snapshot or path, self.layout.notebook(job_id))
         return path, steps, {s.name: s.asked for s in plan.steps}
+
+    def _read_snapshot(self, relative: str, snapshot: Path) -> tuple[Path, Any]:
+        """A schedule's snapshot, and where the notebook it was taken from lives (the job runs in
+        that folder, which must still be there under the root; the notebook itself may be gone)."""
+        folder = Path(relative).parent.as_posix()
+        try:
+            workdir = self.layout.resolve_folder("" if folder == "." else folder)
+        except ValidationError:
+            raise ValidationError(
+                f"notebook: the folder of {relative!r} is no longer under the server root; the job runs there",
+                field="notebook",
+            ) from None
+        try:
+            return workdir / Path(relative).name, nbformat.read(snapshot, as_version=4)
+        except FileNotFoundError:
+            raise NotFound(f"notebook: the snapshot of {relative!r} is gone ({snapshot})", field="notebook") from None
+        except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad files
+            raise ValidationError(
+                f"notebook: the snapshot of {relative!r} is not a valid notebook: {exc}", field="notebook"
+            ) from None
 
     def _prepare_cell(self, spec: JobSpec, job_id: str, user: str) -> tuple[Path, list[StepSpec]]:
         """One cell as a one-step job: its inputs saved, its outputs kept as artifacts (thread)."""

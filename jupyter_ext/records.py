@@ -52,6 +52,9 @@ class JobRecord(TypedDict):
     cancel_requested: int  # 0 or 1
     parent: str | None  # the sweep job this job is a child of
     steps: list[StepRecord]
+    metrics: dict[str, float]  # each metric's last value (Store.metrics)
+    #: a sweep job's runs as views.py shows them (Store._sweeps: {mode, parallel, names, children}); None: no sweep
+    sweep: dict[str, Any] | None
 
 
 class StepSummary(TypedDict):
@@ -68,6 +71,7 @@ class StepSummary(TypedDict):
     exit_code: int | None
     error: dict[str, Any] | None
     queue_position: int | None
+    cache: dict[str, Any] | None
 
 
 class JobSummary(TypedDict):
@@ -86,7 +90,10 @@ class JobSummary(TypedDict):
     finished: float | None
     error: dict[str, Any] | None
     last_seq: int
+    parent: str | None
     steps: list[StepSummary]
+    metrics: dict[str, float]
+    sweep: dict[str, Any] | None
     #: The stored rows it was made from: equal fingerprints, equal summaries (and equal views).
     #: Summaries are shared between calls (Store caches them by it): never change one.
     fingerprint: tuple[Any, ...]

@@ -33,10 +33,11 @@ from .contract import TERMINAL
 from .errors import ValidationError
 from .follow import follow
 from .users import local_user
-from .views import artifact_view, job_view, plan_view
+from .views import artifact_view, job_list_view, job_view, plan_view
 
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
+    from .schedules import Scheduler
 
 Event = dict[str, Any]
 
@@ -69,8 +70,8 @@ class Session(Protocol):
     async def upload(self, data: bytes) -> str:
         """Keep a file for a job to take (`"upload:<id>"` in a cell's inputs); answers its id."""
 
-    async def jobs(self) -> list[dict[str, Any]]:
-        """Your jobs, newest first."""
+    async def jobs(self, parent: str | None = None) -> list[dict[str, Any]]:
+        """Your jobs, newest first: those that are no sweep's run, or with `parent` the runs of that sweep."""
 
     async def job(self, job_id: str) -> dict[str, Any]: ...
 
@@ -91,6 +92,19 @@ class Session(Protocol):
 
     async def history(self, job_id: str, after: int = 0) -> list[Event]:
         """The events with seq > after stored so far (nothing is waited for)."""
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Your schedules (`GET schedules`), newest first."""
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]: ...
+
+    async def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Make a schedule (`POST schedules`: notebook, cron, timezone, parameters, sweep...)."""
+
+    async def update_schedule(self, schedule_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`PATCH schedules/{id}`: paused, cron, timezone, parameters, snapshot."""
+
+    async def delete_schedule(self, schedule_id: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -147,6 +161,7 @@ class InProcessSession:
         self._root = Path(root_dir or os.getcwd())
         self.backend = backend  # asked for on the command line: built even if the config does not enable it
         self._orchestrator: Orchestrator | None = None
+        self._scheduler: Scheduler | None = None
         self.started = False
 
     @property
@@ -235,8 +250,13 @@ class InProcessSession:
         await asyncio.to_thread(write)
         return upload_id
 
-    async def jobs(self) -> list[dict[str, Any]]:
-        return [job_view(j) for j in await self.store.list_jobs(self.user)]
+    async def jobs(self, parent: str | None = None) -> list[dict[str, Any]]:
+        import logging
+
+        if parent is not None:
+            await self.store.get_job(parent, self.user)
+        page, _ = await self.store.job_summaries(self.user, limit=200, parent=parent)
+        return job_list_view(page, logging.getLogger("jupyter_ext"))
 
     async def job(self, job_id: str) -> dict[str, Any]:
         return job_view(await self.store.get_job(job_id, self.user))
@@ -303,6 +323,32 @@ class InProcessSession:
             async for batch in batches:
                 for event in batch:
                     yield event
+
+    # -- schedules: kept in the job database; a server on it fires them (this process never does) --------------
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            from .schedules import Scheduler
+
+            self._scheduler = Scheduler(
+                store=self.store, orchestrator=self.orchestrator, data_dir=self.orchestrator.data_dir
+            )
+        return self._scheduler
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self.scheduler.list(self.user)
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self.scheduler.get(schedule_id, self.user)
+
+    async def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.scheduler.create(body, self.user)
+
+    async def update_schedule(self, schedule_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.scheduler.update(schedule_id, body, self.user)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self.scheduler.delete(schedule_id, self.user)
 
     async def history(self, job_id: str, after: int = 0) -> list[Event]:
         await self.store.get_job(job_id, self.user)

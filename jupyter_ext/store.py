@@ -6,16 +6,19 @@ dedicated thread so the server's event loop never waits on the disk. Events get 
 were consumed (`steps.consumed`), so resuming a stream after a crash or from two readers at
 once can neither skip nor duplicate an event. Rows come back as records.py's typed dicts.
 
-Why this module is long: it is every SQL statement of the project (schema and its migrations,
-jobs, the list's pages, events, artifacts, disk space) over one connection, plus the async
-wrapper that mirrors each call; splitting it would spread the transactions that must stay
-together (an event's seq and its step's `consumed`) over modules sharing one connection.
+Why this module is long: it is the SQL of jobs (schema and its migrations, the list's pages,
+events with their metrics and artifacts, sweeps' runs, the step cache, disk space) over one
+connection, plus the async wrapper that mirrors each call; splitting it would spread the
+transactions that must stay together (an event's seq, its step's `consumed`, its metric row) over
+modules sharing one connection. Schedules touch no job row in a transaction, so their SQL is a
+mixin of its own (store_schedules.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 import uuid
@@ -28,6 +31,7 @@ from typing import Any, TypeVar, cast
 from .contract import EVENT_VERSION
 from .errors import Conflict, NotFound, shown
 from .records import ArtifactRecord, FinishedJob, JobRecord, JobSummary
+from .store_schedules import AsyncScheduleRows, ScheduleRows
 
 SCHEMA_VERSION = 4  # 2: steps.queue_position; 3: list indexes on (user, created, id), (created, id), (status);
 # 4: jobs.parent (a sweep's children), steps.cache, tables step_cache, metrics, schedules, schedule_runs
@@ -137,8 +141,12 @@ _JSON_JOB = ("parameters", "spec", "error")
 _JSON_STEP = ("spec", "error", "handle", "cache")
 #: What a list shows of a job and of a step: no job spec (a `%%remote` job's holds its cell's source),
 #: no backend handle.
-_SUMMARY_JOB = "id, user, name, notebook, backend, status, parameters, created, started, finished, error, last_seq"
-_SUMMARY_STEP = "job_id, name, position, status, spec, attempt, started, finished, exit_code, error, queue_position"
+_SUMMARY_JOB = (
+    "id, user, name, notebook, backend, status, parameters, created, started, finished, error, last_seq, parent"
+)
+_SUMMARY_STEP = (
+    "job_id, name, position, status, spec, attempt, started, finished, exit_code, error, queue_position, cache"
+)
 _SUMMARY_JOB_COLUMNS = tuple(c.strip() for c in _SUMMARY_JOB.split(","))
 _SUMMARY_STEP_COLUMNS = tuple(c.strip() for c in _SUMMARY_STEP.split(","))
 _SUMMARIES_KEPT = 2048  # summaries remembered by their rows (a page of an unchanged job is not parsed again)
@@ -155,7 +163,7 @@ def artifact_name(step: str, path: str, single_step: bool) -> str:
     return flat if single_step else f"{step}__{flat}"
 
 
-class Store:
+class Store(ScheduleRows):
     """Synchronous store; use from one thread only (AsyncStore does that for the server)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -243,35 +251,41 @@ class Store:
                 ).fetchone()
                 if row:
                     return self._job(row["id"]), False
+            self._insert_job(db, job, steps)
+        return self._job(job["id"]), True
+
+    @staticmethod
+    def _insert_job(db: sqlite3.Connection, job: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        """The INSERTs of a job (`parent`: the sweep it is a run of) and its steps, in the caller's transaction."""
+        db.execute(
+            "INSERT INTO jobs (id, user, name, notebook, backend, status, parameters, spec, created, "
+            "idempotency_key, parent) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                job["id"],
+                job["user"],
+                job["name"],
+                job["notebook"],
+                job["backend"],
+                job.get("status", "queued"),
+                json.dumps(job.get("parameters", {})),
+                json.dumps(job.get("spec", {})),
+                job.get("created", time.time()),
+                job.get("idempotency_key"),
+                job.get("parent"),
+            ),
+        )
+        for position, step in enumerate(steps):
             db.execute(
-                "INSERT INTO jobs (id, user, name, notebook, backend, status, parameters, spec, created, "
-                "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO steps (job_id, name, position, status, spec, attempt) VALUES (?,?,?,?,?,?)",
                 (
                     job["id"],
-                    job["user"],
-                    job["name"],
-                    job["notebook"],
-                    job["backend"],
-                    job.get("status", "queued"),
-                    json.dumps(job.get("parameters", {})),
-                    json.dumps(job.get("spec", {})),
-                    job.get("created", time.time()),
-                    key,
+                    step["name"],
+                    position,
+                    step.get("status", "queued"),
+                    json.dumps(step["spec"]),
+                    step.get("attempt", 0),
                 ),
             )
-            for position, step in enumerate(steps):
-                db.execute(
-                    "INSERT INTO steps (job_id, name, position, status, spec, attempt) VALUES (?,?,?,?,?,?)",
-                    (
-                        job["id"],
-                        step["name"],
-                        position,
-                        step.get("status", "queued"),
-                        json.dumps(step["spec"]),
-                        step.get("attempt", 0),
-                    ),
-                )
-        return self._job(job["id"]), True
 
     def _job(self, job_id: str) -> JobRecord:
         job = self._row(self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone(), _JSON_JOB)
@@ -281,6 +295,9 @@ class Store:
             self._row(r, _JSON_STEP)
             for r in self.db.execute("SELECT * FROM steps WHERE job_id=? ORDER BY position", (job_id,))
         ]
+        job["metrics"] = self.metrics(job_id)
+        sweep = job["spec"].get("sweep") if isinstance(job["spec"], dict) else None
+        job["sweep"] = self._sweeps({job_id: (sweep, job["spec"])}).get(job_id, (None, None))[0] if sweep else None
         return cast(JobRecord, job)
 
     def get_job(self, job_id: str, user: str | None = None) -> JobRecord:
@@ -291,22 +308,30 @@ class Store:
         return job
 
     def list_jobs(
-        self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
+        self,
+        user: str | None = None,
+        limit: int = 200,
+        statuses: Iterable[str] | None = None,
+        *,
+        parent: str | None = None,
+        top_level: bool = False,
     ) -> list[JobRecord]:
-        """Whole jobs (spec and step handles included), newest first; steps read in one query."""
-        query, args = self._list_query("*", user, limit, statuses, None)
+        """Whole jobs (spec and step handles included), newest first; steps read in one query. Every
+        job, or only the runs of the sweep `parent`, or (`top_level`) only jobs that are no sweep's run."""
+        query, args = self._list_query("*", user, limit, statuses, None, parent=parent, top_level=top_level)
         jobs = [cast(JobRecord, self._row(r, _JSON_JOB)) for r in self.db.execute(query, args)]
         self._attach_steps(cast(list[dict[str, Any]], jobs), "*", _JSON_STEP)
         return jobs
 
     def job_summaries(
-        self, user: str | None = None, limit: int = 200, before: str | None = None
+        self, user: str | None = None, limit: int = 200, before: str | None = None, parent: str | None = None
     ) -> tuple[list[JobSummary], str | None]:
         """A page of the list: up to `limit` jobs (what the API's `Job` shows, without the job's
         spec), newest first, older than the job `before` (an id of `user`'s; None: from the
         newest), with their steps. Also the cursor of the next page: the id of the page's last job
         if there are older ones, else None. Ties in `created` are ordered by id, so paging neither
-        repeats nor skips a job. NotFound if `before` names no job of `user`'s."""
+        repeats nor skips a job. NotFound if `before` names no job of `user`'s. Only jobs that are no
+        sweep's run, or with `parent` only the runs of that sweep job."""
         cursor = None
         if before is not None:
             row = self.db.execute("SELECT created, id, user FROM jobs WHERE id=?", (before,)).fetchone()
@@ -314,7 +339,7 @@ class Store:
                 raise NotFound(f"before: no job {shown(before)} of yours to page from", field="before")
             cursor = (row["created"], row["id"])
         limit = min(limit, 2**62)  # one more is asked for, to tell whether there is a next page
-        query, args = self._list_query(_SUMMARY_JOB, user, limit + 1, None, cursor)
+        query, args = self._list_query(_SUMMARY_JOB, user, limit + 1, None, cursor, parent=parent, top_level=True)
         raw = self.db.cursor()
         raw.row_factory = None  # plain tuples: they are the cache's keys
         rows: list[tuple[Any, ...]] = raw.execute(query, args).fetchall()
@@ -330,13 +355,24 @@ class Store:
                 chunk,
             ):
                 steps[step[0]].append(step)
-        page = [self._summary(row, tuple(steps[row[0]])) for row in rows]
+        metrics = self._metrics_of(ids)
+        sweeps = self._sweeps({i: None for i in ids})
+        page = [
+            self._summary(row, tuple(steps[row[0]]), metrics.get(row[0], {}), sweeps.get(row[0], (None, None)))
+            for row in rows
+        ]
         return page, (page[-1]["id"] if more else None)
 
-    def _summary(self, row: tuple[Any, ...], steps: tuple[tuple[Any, ...], ...]) -> JobSummary:
+    def _summary(
+        self,
+        row: tuple[Any, ...],
+        steps: tuple[tuple[Any, ...], ...],
+        metrics: dict[str, float],
+        sweep: tuple[dict[str, Any] | None, Any],
+    ) -> JobSummary:
         """A job's summary from its raw rows; the same rows give the very same (cached) dict, whose
-        `fingerprint` (the rows themselves) lets views.py reuse what it made of it."""
-        key = (row, steps)
+        `fingerprint` (the rows themselves, its metrics, a sweep's runs) lets views.py reuse what it made of it."""
+        key = (row, steps, tuple(metrics.items()), sweep[1])
         summary = self._summaries.get(key)
         if summary is None:
             job = dict(zip(_SUMMARY_JOB_COLUMNS, row, strict=True))
@@ -346,10 +382,12 @@ class Store:
             job["steps"] = []
             for step_row in steps:
                 step = dict(zip(_SUMMARY_STEP_COLUMNS, step_row, strict=True))
-                for field in ("spec", "error"):
+                for field in ("spec", "error", "cache"):
                     if step[field] is not None:
                         step[field] = json.loads(step[field])
                 job["steps"].append(step)
+            job["metrics"] = metrics
+            job["sweep"] = sweep[0]
             job["fingerprint"] = key
             summary = cast(JobSummary, job)
             if len(self._summaries) >= _SUMMARIES_KEPT:
@@ -364,14 +402,23 @@ class Store:
         limit: int,
         statuses: Iterable[str] | None,
         cursor: tuple[float, str] | None,
+        *,
+        parent: str | None = None,
+        top_level: bool = False,
     ) -> tuple[str, list[Any]]:
         """SELECT of jobs newest first, by (created, id) so that the order is total; it walks the
-        (user, created, id) or (created, id) index backwards, never sorting the table."""
+        (user, created, id), (created, id) or (parent, created, id) index backwards, never sorting the
+        table. `parent`: only that sweep's runs; else `top_level`: only jobs that are no sweep's run."""
         where: list[str] = []
         args: list[Any] = []
         if user is not None:
             where.append("user=?")
             args.append(user)
+        if parent is not None:
+            where.append("parent=?")
+            args.append(parent)
+        elif top_level:
+            where.append("parent IS NULL")
         if statuses is not None:
             sts = list(statuses)
             where.append(f"status IN ({','.join('?' * len(sts))})")
@@ -455,8 +502,12 @@ class Store:
 
     def finished_jobs(self, user: str | None = None) -> list[FinishedJob]:
         """Every finished job (id, user, created, finished, status), newest first: what retention
-        chooses from. Queued and running jobs are never listed."""
-        query = "SELECT id, user, created, finished, status FROM jobs WHERE status NOT IN ('queued', 'running')"
+        chooses from. Queued and running jobs are never listed, nor a sweep's runs (they go with
+        their sweep job: upkeep.py)."""
+        query = (
+            "SELECT id, user, created, finished, status FROM jobs "
+            "WHERE status NOT IN ('queued', 'running') AND parent IS NULL"
+        )
         args: list[Any] = []
         if user is not None:
             query += " AND user=?"
@@ -547,6 +598,8 @@ class Store:
                     body["name"] = self._artifact(db, job_id, body, single)
                 if body["type"] == "cell.output" and body.get("artifact"):
                     body["artifact"] = artifact_name(body.get("step") or "main", body["artifact"], single)
+                if body["type"] == "metric":
+                    self._metric(db, job_id, body)
                 db.execute(
                     "INSERT INTO events (job_id, seq, step, type, body) VALUES (?,?,?,?,?)",
                     (job_id, seq, body.get("step"), body["type"], json.dumps(body, default=str)),
@@ -593,9 +646,171 @@ class Store:
             raise NotFound(f"job {job_id!r} has no artifact {name!r}; list them with GET .../artifacts", field="name")
         return cast(ArtifactRecord, dict(row))
 
+    # -- metrics --------------------------------------------------------------------------------------
+    # One row per `metric` event (runner/metrics.py), written by append_events in the event's own
+    # transaction; a job shows each name's last value.
+    @staticmethod
+    def _metric(db: sqlite3.Connection, job_id: str, event: dict[str, Any]) -> None:
+        name, value = event.get("name"), event.get("value")
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return  # not a metric the runner would send: kept as an event, not as a number
+        if not math.isfinite(value):
+            return
+        db.execute(
+            "INSERT OR REPLACE INTO metrics (job_id, seq, step, name, value) VALUES (?,?,?,?,?)",
+            (job_id, event["seq"], event.get("step") or "", name, float(value)),
+        )
 
-class AsyncStore:
+    def metrics(self, job_id: str) -> dict[str, float]:
+        """Each metric's last value, names in the order first logged."""
+        return self._metrics_of([job_id]).get(job_id, {})
+
+    def _metrics_of(self, ids: list[str]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for start in range(0, len(ids), _STEPS_AT_ONCE):
+            chunk = ids[start : start + _STEPS_AT_ONCE]
+            rows = self.db.execute(
+                "SELECT m.job_id, m.name, m.value FROM metrics m JOIN (SELECT job_id, name, MIN(seq) AS first, "
+                "MAX(seq) AS last FROM metrics "
+                f"WHERE job_id IN ({','.join('?' * len(chunk))}) GROUP BY job_id, name) g "  # noqa: S608 - placeholders
+                "ON m.job_id=g.job_id AND m.seq=g.last ORDER BY g.job_id, g.first",
+                chunk,
+            )
+            for job_id, name, value in rows:
+                out.setdefault(job_id, {})[name] = value
+        return out
+
+    # -- sweeps ---------------------------------------------------------------------------------------
+    # A sweep job (spec.sweep set, no steps) and its runs: jobs whose `parent` is its id (sweeps.py).
+    def create_sweep(
+        self, sweep: dict[str, Any], children: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> tuple[JobRecord, bool]:
+        """Insert a sweep job and all its runs (each with its steps) in one transaction. With an
+        idempotency key already used by this user, the existing job instead (created=False)."""
+        with self._tx() as db:
+            key = sweep.get("idempotency_key")
+            if key:
+                row = db.execute(
+                    "SELECT id FROM jobs WHERE user=? AND idempotency_key=?", (sweep["user"], key)
+                ).fetchone()
+                if row:
+                    return self._job(row["id"]), False
+            self._insert_job(db, sweep, [])
+            for child, steps in children:
+                self._insert_job(db, {**child, "parent": sweep["id"]}, steps)
+        return self._job(sweep["id"]), True
+
+    def sweep_runs(self, sweep_id: str) -> list[dict[str, Any]]:
+        """The runs of a sweep in the order of their combinations: id, name, parameters, status,
+        cancel_requested, started, finished."""
+        rows = self.db.execute(
+            "SELECT id, name, parameters, status, cancel_requested, started, finished FROM jobs "
+            "WHERE parent=? ORDER BY created, id",
+            (sweep_id,),
+        )
+        return [cast(dict[str, Any], self._row(r, ("parameters",))) for r in rows]
+
+    def job_state(self, job_id: str) -> tuple[str, bool]:
+        """A job's status and whether its cancelling was asked for (one cheap read)."""
+        row = self.db.execute("SELECT status, cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id!r}; `jupyter-ext ls` lists your jobs", field="id")
+        return str(row["status"]), bool(row["cancel_requested"])
+
+    def _sweeps(self, jobs: dict[str, Any]) -> dict[str, tuple[dict[str, Any], Any]]:
+        """For the sweep jobs among `jobs` (id -> (spec.sweep, spec) when known, else None): the raw
+        block views.py shows as `sweep` ({mode, parallel, names, children: [{id, name, parameters,
+        status, started, finished, metrics}]}) and a hashable fingerprint of what it was made from."""
+        ids = list(jobs)
+        runs: dict[str, list[tuple[Any, ...]]] = {}
+        raw = self.db.cursor()
+        raw.row_factory = None
+        for start in range(0, len(ids), _STEPS_AT_ONCE):
+            chunk = ids[start : start + _STEPS_AT_ONCE]
+            for row in raw.execute(
+                "SELECT parent, id, name, parameters, status, started, finished FROM jobs "
+                f"WHERE parent IN ({','.join('?' * len(chunk))}) ORDER BY parent, created, id",  # noqa: S608
+                chunk,
+            ):
+                runs.setdefault(row[0], []).append(row)
+        known = {i: v for i, v in jobs.items() if v is not None}
+        wanted = [i for i in ids if i in runs and i not in known]
+        for start in range(0, len(wanted), _STEPS_AT_ONCE):
+            chunk = wanted[start : start + _STEPS_AT_ONCE]
+            for job_id, sweep, mode, parallel in raw.execute(
+                "SELECT id, json_extract(spec, '$.sweep'), json_extract(spec, '$.sweep_mode'), "
+                "json_extract(spec, '$.sweep_parallel') FROM jobs "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608 - placeholders
+                chunk,
+            ):
+                if sweep is not None:
+                    known[job_id] = (json.loads(sweep), {"sweep_mode": mode, "sweep_parallel": parallel})
+        children_metrics = self._metrics_of([r[1] for i in known for r in runs.get(i, [])])
+        out: dict[str, tuple[dict[str, Any], Any]] = {}
+        for job_id, (sweep, spec) in known.items():
+            if not isinstance(sweep, dict):
+                continue
+            rows = runs.get(job_id, [])
+            block = {
+                "mode": spec.get("sweep_mode") or "grid",
+                "parallel": spec.get("sweep_parallel"),
+                "names": list(sweep),
+                "children": [
+                    {
+                        "id": r[1],
+                        "name": r[2],
+                        "parameters": json.loads(r[3]),
+                        "status": r[4],
+                        "started": r[5],
+                        "finished": r[6],
+                        "metrics": children_metrics.get(r[1], {}),
+                    }
+                    for r in rows
+                ],
+            }
+            fingerprint = (
+                json.dumps([block["mode"], block["parallel"], block["names"]]),
+                tuple(rows),
+                tuple((r[1], tuple(children_metrics.get(r[1], {}).items())) for r in rows),
+            )
+            out[job_id] = (block, fingerprint)
+        return out
+
+    # -- step cache ------------------------------------------------------------------------------------
+    def cache_candidates(self, user: str, key: str, limit: int = 10) -> list[dict[str, Any]]:
+        """`user`'s cached steps with `key` that are still what they were when cached (the job
+        exists, the step row is that succeeded attempt), newest first: {job_id, step, attempt, parent}."""
+        rows = self.db.execute(
+            "SELECT c.job_id, c.step, c.attempt, j.parent FROM step_cache c JOIN steps s ON s.job_id=c.job_id "
+            "AND s.name=c.step JOIN jobs j ON j.id=c.job_id "
+            "WHERE c.user=? AND c.key=? AND s.status='succeeded' AND s.attempt=c.attempt "
+            "ORDER BY c.created DESC LIMIT ?",
+            (user, key, limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def cache_put(self, user: str, key: str, job_id: str, step: str, attempt: int) -> None:
+        """Keep a step that ran and succeeded as the cached result of `key` (it goes with its job)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO step_cache (user, key, job_id, step, attempt, created) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(job_id, step) DO UPDATE SET user=excluded.user, key=excluded.key, "
+                "attempt=excluded.attempt, created=excluded.created",
+                (user, key, job_id, step, attempt, time.time()),
+            )
+
+    def step_events(self, job_id: str, step: str) -> list[dict[str, Any]]:
+        """Every stored event of one step of a job, in order."""
+        rows = self.db.execute(
+            "SELECT body FROM events WHERE job_id=? AND step=? ORDER BY seq", (job_id, step)
+        ).fetchall()
+        return [json.loads(r["body"]) for r in rows]
+
+
+class AsyncStore(AsyncScheduleRows):
     """The store for async code: every call runs on one dedicated thread."""
+
+    sync: Store
 
     def __init__(self, store: Store) -> None:
         self.sync = store
@@ -612,14 +827,20 @@ class AsyncStore:
         return await self.call(self.sync.get_job, job_id, user)
 
     async def list_jobs(
-        self, user: str | None = None, limit: int = 200, statuses: Iterable[str] | None = None
+        self,
+        user: str | None = None,
+        limit: int = 200,
+        statuses: Iterable[str] | None = None,
+        *,
+        parent: str | None = None,
+        top_level: bool = False,
     ) -> list[JobRecord]:
-        return await self.call(self.sync.list_jobs, user, limit, statuses)
+        return await self.call(self.sync.list_jobs, user, limit, statuses, parent=parent, top_level=top_level)
 
     async def job_summaries(
-        self, user: str | None = None, limit: int = 200, before: str | None = None
+        self, user: str | None = None, limit: int = 200, before: str | None = None, parent: str | None = None
     ) -> tuple[list[JobSummary], str | None]:
-        return await self.call(self.sync.job_summaries, user, limit, before)
+        return await self.call(self.sync.job_summaries, user, limit, before, parent)
 
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord:
         return await self.call(self.sync.update_job, job_id, **fields)
@@ -656,6 +877,32 @@ class AsyncStore:
 
     async def set_artifact_size(self, job_id: str, name: str, size: int) -> None:
         await self.call(self.sync.set_artifact_size, job_id, name, size)
+
+    # -- metrics --------------------------------------------------------------------------------------
+    async def metrics(self, job_id: str) -> dict[str, float]:
+        return await self.call(self.sync.metrics, job_id)
+
+    # -- sweeps ---------------------------------------------------------------------------------------
+    async def create_sweep(
+        self, sweep: dict[str, Any], children: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> tuple[JobRecord, bool]:
+        return await self.call(self.sync.create_sweep, sweep, children)
+
+    async def sweep_runs(self, sweep_id: str) -> list[dict[str, Any]]:
+        return await self.call(self.sync.sweep_runs, sweep_id)
+
+    async def job_state(self, job_id: str) -> tuple[str, bool]:
+        return await self.call(self.sync.job_state, job_id)
+
+    # -- step cache ------------------------------------------------------------------------------------
+    async def cache_candidates(self, user: str, key: str, limit: int = 10) -> list[dict[str, Any]]:
+        return await self.call(self.sync.cache_candidates, user, key, limit)
+
+    async def cache_put(self, user: str, key: str, job_id: str, step: str, attempt: int) -> None:
+        await self.call(self.sync.cache_put, user, key, job_id, step, attempt)
+
+    async def step_events(self, job_id: str, step: str) -> list[dict[str, Any]]:
+        return await self.call(self.sync.step_events, job_id, step)
 
     async def close(self) -> None:
         await self.call(self.sync.close)

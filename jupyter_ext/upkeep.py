@@ -37,7 +37,29 @@ class Upkeep:
 
     async def delete(self, job_id: str, user: str | None) -> None:
         """Delete a finished job of `user` (None: anyone's) with its events, artifacts and folder
-        (step notebooks, attempts, executed notebooks); Conflict for a queued or running job."""
+        (step notebooks, attempts, executed notebooks); Conflict for a queued or running job. A
+        sweep job goes with its runs (they first); a run alone is refused while its sweep is kept."""
+        job = await self.store.get_job(job_id, user)
+        if job.get("parent"):
+            try:
+                await self.store.get_job(str(job["parent"]))
+            except NotFound:
+                pass  # its sweep is gone (deleted half way): the run goes alone
+            else:
+                raise Conflict(
+                    f"job {job_id!r} is a run of the sweep {job['parent']!r}; delete the sweep "
+                    f"(`jupyter-ext rm {job['parent']}`), which deletes its runs with it"
+                )
+        if job["spec"].get("sweep"):
+            if job["status"] in ("queued", "running"):
+                raise Conflict(f"sweep {job_id!r} is {job['status']}; cancel it first (`jupyter-ext cancel {job_id}`)")
+            runs = await self.store.sweep_runs(job_id)
+            going = next((r for r in runs if r["status"] in ("queued", "running")), None)
+            if going is not None:
+                raise Conflict(f"run {going['id']!r} of sweep {job_id!r} is {going['status']}; cancel the sweep first")
+            for run in runs:
+                await self.store.delete_job(run["id"])
+                await asyncio.to_thread(shutil.rmtree, self.layout.job_dir(run["id"]), True)
         await self.store.delete_job(job_id, user)
         await asyncio.to_thread(shutil.rmtree, self.layout.job_dir(job_id), True)
 
@@ -64,6 +86,13 @@ class Upkeep:
         finished = await self.store.finished_jobs(user)
         unfinished = await self.store.list_jobs(user, limit=1_000_000, statuses=["queued", "running"])
         reused = {(s["spec"].get("reused_from") or {}).get("job") for j in unfinished for s in j["steps"]} - {None}
+        for job_id in list(reused):  # a run of a sweep is kept by keeping its sweep
+            try:
+                parent = (await self.store.get_job(str(job_id))).get("parent")
+            except NotFound:
+                continue
+            if parent:
+                reused.add(parent)
         chosen = to_prune(finished, older_than=older_than, keep=keep, protected={str(r) for r in reused})
         if dry_run:
             return chosen

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from .errors import JupyterExtError, cut
-from .models import MAX_DEPTH, Job, Resources, Status, Step, depth_problem
+from .models import DEFAULT_SWEEP_PARALLEL, MAX_DEPTH, Job, Resources, Status, Step, Sweep, depth_problem
 from .records import ArtifactRecord, JobRecord, JobSummary, StepSummary
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def job_view(job: JobRecord) -> dict[str, Any]:
             error=s["error"],
             reused_from=s["spec"].get("reused_from"),
             queue_position=s.get("queue_position") if s["status"] == "queued" else None,
+            cache=s.get("cache"),
         )
         for s in job["steps"]
     ]
@@ -63,7 +64,52 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         last_seq=job["last_seq"],
         queue_position=min(waiting, default=None),
         steps=steps,
+        parent=job.get("parent"),
+        metrics=job.get("metrics") or {},
+        sweep=_sweep_model(job.get("sweep")),
     ).model_dump(mode="json")
+
+
+def sweep_view(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A sweep job's `sweep` block from what the store read (Store._sweeps): its runs in the order of
+    their combinations, each with the swept parameters' values, status, duration and last metrics;
+    the names of every metric logged; how many runs are in each status."""
+    if raw is None:
+        return None
+    names = list(raw["names"])
+    counts = {s.value: 0 for s in Status if s is not Status.not_run}
+    metrics: list[str] = []
+    children = []
+    for child in raw["children"]:
+        counts[child["status"]] = counts.get(child["status"], 0) + 1
+        metrics.extend(m for m in child["metrics"] if m not in metrics)
+        started, finished = child["started"], child["finished"]
+        params = child["parameters"] if isinstance(child["parameters"], dict) else {}
+        children.append(
+            {
+                "id": child["id"],
+                "name": child["name"],
+                "parameters": {n: params[n] for n in names if n in params},
+                "status": child["status"],
+                "started": iso(started),
+                "finished": iso(finished),
+                "duration": round(finished - started, 3) if started is not None and finished is not None else None,
+                "metrics": dict(child["metrics"]),
+            }
+        )
+    return {
+        "mode": raw["mode"],
+        "parallel": raw["parallel"] or DEFAULT_SWEEP_PARALLEL,
+        "parameters": names,
+        "metrics": metrics,
+        "counts": counts,
+        "children": children,
+    }
+
+
+def _sweep_model(raw: dict[str, Any] | None) -> Sweep | None:
+    view = sweep_view(raw)
+    return None if view is None else Sweep.model_validate(view)
 
 
 def safe_job_view(job: JobRecord, log: Any) -> dict[str, Any] | None:
@@ -160,6 +206,12 @@ def _fast_view_of(job: JobSummary) -> dict[str, Any] | None:
         if step is None:
             return None
         steps.append(step)
+    sweep = job.get("sweep")
+    if sweep is not None and (
+        any(c["status"] not in _STATUSES for c in sweep["children"])
+        or any(depth_problem(c["parameters"], MAX_DEPTH - 2) for c in sweep["children"])
+    ):
+        return None
     waiting = [s["queue_position"] for s in steps if s["queue_position"] is not None]
     return {
         "id": job["id"],
@@ -176,6 +228,9 @@ def _fast_view_of(job: JobSummary) -> dict[str, Any] | None:
         "last_seq": job["last_seq"],
         "queue_position": min(waiting, default=None),
         "steps": steps,
+        "parent": job.get("parent"),
+        "metrics": dict(job.get("metrics") or {}),
+        "sweep": sweep_view(sweep),
     }
 
 
@@ -191,6 +246,7 @@ def _fast_step(s: StepSummary) -> dict[str, Any] | None:
     after, cells = spec.get("after", []), spec.get("cells", [])
     retries, timeout, reused = spec.get("retries", 0), spec.get("timeout"), spec.get("reused_from")
     position = s["queue_position"] if s["status"] == "queued" else None
+    cache = s.get("cache")
     if (
         type(after) is not list
         or any(type(a) is not str for a in after)
@@ -199,6 +255,7 @@ def _fast_step(s: StepSummary) -> dict[str, Any] | None:
         or type(retries) is not int
         or not (timeout is None or type(timeout) is float)
         or not (reused is None or (type(reused) is dict and not depth_problem(reused, MAX_DEPTH - 1)))
+        or not (cache is None or (type(cache) is dict and not depth_problem(cache, MAX_DEPTH - 1)))
         or (error is not None and depth_problem(error, MAX_DEPTH - 1))
         or type(s["attempt"]) is not int
         or not (s["exit_code"] is None or type(s["exit_code"]) is int)
@@ -223,6 +280,7 @@ def _fast_step(s: StepSummary) -> dict[str, Any] | None:
         "error": error,
         "reused_from": reused,
         "queue_position": position,
+        "cache": cache,
     }
 
 
@@ -267,6 +325,8 @@ def _repaired(job: JobRecord) -> JobRecord:
             step["spec"].get("reused_from"), (dict, type(None))
         ):
             step["spec"]["reused_from"] = None
+        if depth_problem(step.get("cache"), MAX_DEPTH) or not isinstance(step.get("cache"), (dict, type(None))):
+            step["cache"] = None
         step["error"] = obj(step.get("error"))
         steps.append(step)
     out["steps"] = steps

@@ -29,7 +29,8 @@ Notebook-wide defaults live in the notebook's metadata::
                       "extra_limits": {"example.com/fpga": "1"}},
         "image": "python:3.11-slim",   # shorthand for resources.image
         "timeout": "1h",               # or seconds
-        "retries": 1
+        "retries": 1,
+        "cache": true                  # cache every step not tagged `cache:off` (cache.py)
       }
     }
 
@@ -56,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nbformat
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 
 from .. import models, quantity
 from ..errors import NotFound, ValidationError
@@ -85,6 +86,7 @@ class PlannedStep:
     origins: dict[str, int] = field(default_factory=dict)  # output -> last cell of this step binding it
     metrics_cells: list[int] = field(default_factory=list)  # cells tagged pipeline-metrics
     asked: dict[str, tuple[str, int]] = field(default_factory=dict)  # "gpu", a limit key... -> (tag, cell)
+    cache: bool | None = None  # True: tag `cache` or metadata jupyter_ext.cache; False: `cache:off`; None: neither
 
     def to_spec(self) -> StepSpec:
         """The step as the API and the orchestrator store it."""
@@ -98,6 +100,7 @@ class PlannedStep:
             inputs=list(self.inputs),
             outputs=list(self.outputs),
             sources=dict(self.sources),
+            cache=self.cache,
         )
 
 
@@ -170,6 +173,7 @@ class NotebookDefaults(BaseModel):
     image: str | None = None
     timeout: float | None = None
     retries: int | None = None
+    cache: StrictBool | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -187,6 +191,7 @@ class _Defaults:
     resources: Resources | None = None
     timeout: float | None = None
     retries: int | None = None
+    cache: bool | None = None
 
 
 def _notebook_defaults(metadata: Any, defaults: Resources | None, problems: list[Problem]) -> _Defaults:
@@ -203,7 +208,7 @@ def _notebook_defaults(metadata: Any, defaults: Resources | None, problems: list
                 text = f"{field_name}: {detail['message']}" if field_name else detail["message"]
                 problems.append(Problem(f"notebook {text}"))
             parsed = NotebookDefaults()
-        result.timeout, result.retries = parsed.timeout, parsed.retries
+        result.timeout, result.retries, result.cache = parsed.timeout, parsed.retries, parsed.cache
         if parsed.resources is not None:
             ours = parsed.resources.model_dump(exclude_unset=True)
         if parsed.image is not None:
@@ -262,9 +267,12 @@ class _Draft:
     settings: dict[str, tuple[Setting, int]] = field(default_factory=dict)
     limits: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # key -> (value, tag, cell)
     metrics_cells: list[int] = field(default_factory=list)
+    cache: bool | None = None  # `cache` on a cell of the step (True); `cache:off` on any (False) wins
 
     def absorb(self, tags: CellTags, index: int, problems: list[Problem]) -> None:
         """Take the step settings of cell `index`, reporting ones that contradict earlier cells."""
+        if tags.cache is not None and self.cache is not False:
+            self.cache = tags.cache[0]
         for name, tag in tags.after.items():
             self.after.setdefault(name, (tag, index))
         for name, setting in tags.settings.items():
@@ -394,6 +402,7 @@ def plan_notebook(nb: nbformat.NotebookNode, *, defaults: Resources | None = Non
                 retries=retries[0].value if retries else (base.retries or 0),
                 cells=list(draft.cells),
                 metrics_cells=list(draft.metrics_cells),
+                cache=draft.cache if draft.cache is not None else (True if base.cache else None),
                 asked={
                     **{key: (tag, cell) for key, (_, tag, cell) in draft.limits.items()},
                     **{name: (setting.tag, cell) for name, (setting, cell) in draft.settings.items()},

@@ -10,6 +10,9 @@ notebooks run unchanged:
 ``parameters`` / ``pipeline-parameters``    the papermill parameters cell
 ``skip``                                    never run remotely
 ``pipeline-metrics``                        the step's metrics cell (shown in the panel)
+``cache`` / ``cache:off``                   reuse the step's earlier result when its inputs did
+                                            not change (cache.py) / always run it (wins over
+                                            ``cache`` and the notebook's ``jupyter_ext.cache``)
 ``gpu:N`` ``memory:16Gi`` ``cpu:4``         resources of the step the cell belongs to
 ``image:REF`` ``timeout:2h`` ``retries:N``
 ``limit:KEY:VALUE``                         a raw Kubernetes limit (Kale)
@@ -53,6 +56,7 @@ BARE_TAGS = {
     "skip": "skip",
     "injected-parameters": "injected",
     "pipeline-metrics": "metrics",
+    "cache": "cache",
 }
 # Tags of the form PREFIX:VALUE, with an example value for messages.
 PREFIX_TAGS = {
@@ -69,6 +73,7 @@ PREFIX_TAGS = {
     "limit": "nvidia.com/gpu:1",
     "annotation": "KEY:VALUE",
     "label": "KEY:VALUE",
+    "cache": "off",
 }
 # Near misses difflib would not catch (too short or a different word), mapped to our tag.
 _SYNONYMS = {
@@ -81,6 +86,8 @@ _SYNONYMS = {
     "depends-on": "after",
     "params": "parameters",
     "param": "parameters",
+    "cached": "cache",
+    "caching": "cache",
 }
 # How close an unknown tag must be to one of ours to count as a misspelling (difflib ratio).
 _TYPO_CUTOFF_PREFIX = 0.75
@@ -118,16 +125,17 @@ class CellTags:
     limits: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (value, tag)
     ignored: list[str] = field(default_factory=list)  # tags that are not ours, or have no effect here
     role_tag: str | None = None  # the tag that gave the cell its role
+    cache: tuple[bool, str] | None = None  # `cache` (True) or `cache:off` (False, wins), with its tag
 
     @property
     def has_step_settings(self) -> bool:
         """Whether the cell carries anything that only makes sense on a step."""
-        return bool(self.after or self.settings or self.limits)
+        return bool(self.after or self.settings or self.limits or self.cache)
 
     def step_tags(self) -> list[str]:
         """The tags that configure a step (for messages about where they may go)."""
         tags = list(self.after.values()) + [s.tag for s in self.settings.values()]
-        return tags + [tag for _, tag in self.limits.values()]
+        return tags + [tag for _, tag in self.limits.values()] + ([self.cache[1]] if self.cache else [])
 
 
 @dataclass
@@ -244,6 +252,8 @@ def _one(tag: str, where: str, result: CellTags, roles: dict[str, str], steps: d
         kind = BARE_TAGS[tag]
         if kind == "metrics":
             result.metrics = True
+        elif kind == "cache":
+            _cache(result, True, tag)
         else:
             roles.setdefault(kind, tag)
         return
@@ -270,8 +280,22 @@ def _one(tag: str, where: str, result: CellTags, roles: dict[str, str], steps: d
         apply_limit(tag, value, where, result)
     elif prefix in ("annotation", "label"):
         result.ignored.append(tag)  # Kale pod metadata: valid, but nothing here uses it
+    elif prefix == "cache":
+        if value != "off":
+            raise _bad(
+                where,
+                tag,
+                "is not a cache tag; use 'cache' to reuse the step's earlier result or 'cache:off' to always run it",
+            )
+        _cache(result, False, tag)
     else:
         _setting(prefix, value, tag, where, result)
+
+
+def _cache(result: CellTags, on: bool, tag: str) -> None:
+    """`cache` / `cache:off` on one cell: `cache:off` wins."""
+    if result.cache is None or (result.cache[0] and not on):
+        result.cache = (on, tag)
 
 
 def _bad(where: str, tag: str, why: str) -> ValidationError:
@@ -347,6 +371,8 @@ def _value_fits(prefix: str, value: str) -> bool:
         return bool(STEP_NAME.fullmatch(value))
     if prefix == "image":
         return bool(value) and not any(c.isspace() for c in value)
+    if prefix == "cache":
+        return value == "off"
     if prefix == "limit":
         key, sep, amount = value.rpartition(":")
         return bool(sep and _LIMIT_KEY.fullmatch(key) and amount)
@@ -361,7 +387,7 @@ def _value_fits(prefix: str, value: str) -> bool:
 
 def _check_typo_prefix(tag: str, prefix: str, value: str, where: str) -> None:
     lowered = prefix.strip().lower()
-    if lowered in BARE_TAGS:
+    if lowered in BARE_TAGS and lowered not in PREFIX_TAGS:
         raise _bad(where, tag, f"is not a jupyter-ext tag; did you mean {lowered!r}? (it takes no value)")
     candidates = [lowered] if lowered in PREFIX_TAGS else []
     candidates += [_SYNONYMS[lowered]] if lowered in _SYNONYMS and _SYNONYMS[lowered] in PREFIX_TAGS else []

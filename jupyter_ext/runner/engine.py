@@ -15,6 +15,13 @@ for no output to be lost:
   fast cell instead of falling further behind; nothing is merged when it keeps up.
 - the IOPub timeout after a cell's reply counts from the last message received, not from
   the reply: a runner that is still working through a backlog is not "waiting for output".
+
+Metrics (`jupyter_ext.log_metric` outputs, Kale's `pipeline-metrics` cell) become `metric` events
+here too; what a metric is lives in metrics.py.
+
+Why this module is long: it is one nbclient client and its engine, each addition an override of
+one nbclient method (cell loop, IOPub polling, the reply wait, message processing) sharing the
+client's state; split apart, the pieces would reach into each other's private fields.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from papermill.utils import remove_args
 
 from .cancel import Canceller, StepCancelled
 from .emitter import Emitter
+from .metrics import KALE_METRICS_TAG, kale_metrics, output_metric
 
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/svg+xml": "svg"}
 # How much waiting IOPub traffic is taken in one go, and how much stream text one merged
@@ -234,6 +242,8 @@ class EventClient(PapermillNotebookClient):
                 raise KernelDied(returncode, self._ids(index)) from None
             finally:
                 self.nb_man.cell_complete(self.nb.cells[index], cell_index=index)
+            if failed is None and visible and KALE_METRICS_TAG in (cell.get("metadata", {}).get("tags") or []):
+                kale_metrics(cell.source, self._evaluate, self.emitter.emit, self._ids(index))
             if visible or failed is not None:
                 end: dict[str, Any] = {
                     **self._ids(index),
@@ -397,7 +407,17 @@ class EventClient(PapermillNotebookClient):
             if artifact:
                 extra["artifact"] = artifact
             self.emitter.emit("cell.output", **self._ids(cell_index), output=_plain(output), **extra)
+            metric = output_metric(output.get("data")) if msg_type == "display_data" else None
+            if metric is not None:  # jupyter_ext.log_metric: the output stays, and is a metric too
+                ids = self._ids(cell_index)
+                self.emitter.emit("metric", name=metric[0], value=metric[1], cell=ids["cell_index"], **ids)
         return output
+
+    def _evaluate(self, expressions: dict[str, str]) -> dict[str, Any]:
+        """The kernel's `user_expressions` results for `expressions` (a silent request: no output)."""
+        assert self.kc is not None
+        reply = self.wait_for_reply(self.kc.execute("", silent=True, store_history=False, user_expressions=expressions))
+        return dict(((reply or {}).get("content") or {}).get("user_expressions") or {})
 
     def _save_image(self, output: Any, position: int) -> str | None:
         """Keep each image output as an artifact so it can be previewed and downloaded."""

@@ -25,11 +25,13 @@ import { Status, STATUS_WORDS } from './tokens';
 /** The bar of one code cell. */
 export class CellBar extends Widget {
   readonly chip: HTMLButtonElement;
+  /** "cached from job X" on a cell of a step the cache satisfied; a click opens that job. */
+  readonly cached: HTMLButtonElement;
   private readonly state: HTMLSpanElement;
   private readonly message: HTMLDivElement;
   private readonly params: HTMLDivElement;
 
-  constructor(onChip: (bar: CellBar) => void) {
+  constructor(onChip: (bar: CellBar) => void, onCached: (job: string) => void = () => undefined) {
     super();
     this.addClass('jp-ext-CellBar');
     const row = document.createElement('div');
@@ -46,7 +48,18 @@ export class CellBar extends Widget {
     this.state.className = 'jp-ext-CellState';
     this.state.dataset.testid = 'jupyter-ext-cell-state';
     this.state.hidden = true;
-    row.append(this.chip, this.state);
+    this.cached = document.createElement('button');
+    this.cached.type = 'button';
+    this.cached.className = 'jp-ext-CachedFrom';
+    this.cached.dataset.testid = 'jupyter-ext-cell-cached';
+    this.cached.hidden = true;
+    this.cached.onclick = event => {
+      event.stopPropagation();
+      if (this.cached.dataset.job) {
+        onCached(this.cached.dataset.job);
+      }
+    };
+    row.append(this.chip, this.state, this.cached);
     this.message = document.createElement('div');
     this.message.className = 'jp-ext-CellError';
     this.message.dataset.testid = 'jupyter-ext-cell-error';
@@ -137,6 +150,25 @@ export class CellBar extends Widget {
     this.chip.classList.toggle('jp-mod-unchecked', state === 'failed');
   }
 
+  /**
+   * On a cell of a step the cache satisfied: the job whose run its outputs are (null: none).
+   * `job`: the job the cells follow.
+   */
+  showCached(from: { job: string; step: string; attempt: number } | null, job = ''): void {
+    if (!from) {
+      this.cached.hidden = true;
+      delete this.cached.dataset.job;
+      return;
+    }
+    this.cached.hidden = false;
+    this.cached.dataset.job = from.job;
+    this.cached.textContent = `cached from job ${from.job.slice(0, 6)}`;
+    this.cached.title =
+      `Job ${job.slice(0, 6) || 'of these outputs'} did not run this cell again: its step's inputs ` +
+      `did not change since job ${from.job} ran step ${from.step}, whose outputs these are. ` +
+      'Click to open that job. To run it again, use Run on cluster with "Ignore cached results".';
+  }
+
   /** Show the cell's state in the last job and the message the backend reported for it. */
   showRun(state: Status | undefined, message: ICellMessage | undefined): void {
     if (state) {
@@ -156,6 +188,22 @@ export class CellBar extends Widget {
       this.message.textContent = '';
     }
   }
+}
+
+/** Cell id -> the run its outputs are cached from, for the cells of the record's cached steps. */
+export function cachedFrom(
+  run: Pick<IRunRecord, 'cached' | 'steps' | 'ids'> | null
+): Map<string, { job: string; step: string; attempt: number }> {
+  const cells = new Map<string, { job: string; step: string; attempt: number }>();
+  for (const [step, from] of Object.entries(run?.cached ?? {})) {
+    for (const index of run?.steps[step] ?? []) {
+      const id = run?.ids[index];
+      if (id) {
+        cells.set(id, from);
+      }
+    }
+  }
+  return cells;
 }
 
 /** The notebook metadata keys with step defaults (ours and Kale's), sent with a tag check. */
@@ -180,6 +228,8 @@ export class CellDecorator {
   private scheduled = false;
   private run: IRunRecord | null = null;
   private disposed = false;
+  /** Open a job's view (a cached cell's chip names the job its outputs came from). */
+  openJob: ((id: string) => void) | null = null;
   readonly checker: TagChecker<ITagCheckRequest, INotebookSteps>;
 
   constructor(
@@ -271,6 +321,7 @@ export class CellDecorator {
       (last, c) => (c.role === 'parameters' ? c.index : last),
       -1
     );
+    const cachedCells = cachedFrom(this.run);
     this.panel.content.widgets.forEach((cell, index) => {
       if (cell.model.type !== 'code') {
         return;
@@ -282,7 +333,10 @@ export class CellDecorator {
       }
       let bar = this.bars.get(cell);
       if (!bar) {
-        bar = new CellBar(() => this.onChip(this.panel.content.widgets.indexOf(cell)));
+        bar = new CellBar(
+          () => this.onChip(this.panel.content.widgets.indexOf(cell)),
+          job => this.openJob?.(job)
+        );
         this.bars.set(cell, bar);
         const created = bar;
         void cell.ready.then(() => {
@@ -295,6 +349,7 @@ export class CellDecorator {
       const id = cell.model.id;
       bar.showRun(this.run?.states[id], this.run?.messages[id]);
       bar.showParameters(index === paramsCell ? this.run : null);
+      bar.showCached(cachedCells.get(id) ?? null, this.run?.job);
     });
     for (const [cell, bar] of this.bars) {
       if (!alive.has(cell)) {

@@ -55,6 +55,11 @@ export interface IRunRecord {
   injected?: string | null;
   /** Steps of the job reused from an earlier job (a re-run from a later step): not run again. */
   reused?: string[];
+  /**
+   * Steps the cache satisfied (`step.cached`): the earlier run whose outputs their cells show
+   * (replayed into this job's events), as the cells' "cached from job X" chip says.
+   */
+  cached?: { [step: string]: { job: string; step: string; attempt: number } };
 }
 
 /** The notebook, as the mapping needs it. */
@@ -344,6 +349,13 @@ export class CellSync {
       case 'step.start':
         this.stepMessage(step, null); // the pod runs: scheduling warnings are over
         break;
+      case 'step.cached':
+        // The cached run's cell events follow (replayed): they fill the cells as it ran.
+        if (step && event.from) {
+          (record.cached ??= {})[step] = event.from;
+        }
+        this.stepMessage(step, null);
+        break;
       case 'step.retry':
         for (const id of this.stepCells(step)) {
           this.setState(id, 'queued');
@@ -355,6 +367,9 @@ export class CellSync {
         });
         break;
       case 'step.end':
+        if (step && event.cached_from) {
+          (record.cached ??= {})[step] = event.cached_from;
+        }
         this.stepEnded(step, String(event.status), event.error);
         break;
       case 'job.end':

@@ -14,7 +14,10 @@ import type {
   IInfo,
   IJob,
   IJobSpec,
-  IPlan
+  IPlan,
+  ISchedule,
+  ISchedulePatch,
+  IScheduleSpec
 } from './tokens';
 import type { INotebookSteps, ITagCheckRequest } from './tagcheck';
 
@@ -96,6 +99,22 @@ export class JupyterExtClient {
   /** The user's jobs, newest first. */
   async listJobs(): Promise<IJob[]> {
     return (await this.request<{ jobs: IJob[] }>('jobs')).jobs;
+  }
+
+  /**
+   * One page of the user's jobs, newest first: top-level ones, or a sweep's children
+   * (`parent`); `next` is the `before` of the following page (null on the last).
+   */
+  jobs(
+    options: { parent?: string; before?: string; limit?: number } = {}
+  ): Promise<{ jobs: IJob[]; next: string | null }> {
+    const query: { [key: string]: string | number } = {};
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined && value !== null) {
+        query[key] = value;
+      }
+    }
+    return this.request<{ jobs: IJob[]; next: string | null }>('jobs', {}, query);
   }
 
   /** One job with its steps. */
@@ -252,6 +271,41 @@ export class JupyterExtClient {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(request)
     });
+  }
+
+  // -- schedules --
+
+  /** The user's schedules. */
+  async schedules(): Promise<ISchedule[]> {
+    return (await this.request<{ schedules: ISchedule[] }>('schedules')).schedules;
+  }
+
+  /** One schedule with its last runs. */
+  getSchedule(id: string): Promise<ISchedule> {
+    return this.request<ISchedule>(`schedules/${encodeURIComponent(id)}`);
+  }
+
+  /** Make a schedule (the server snapshots the notebook now); answers it. */
+  createSchedule(spec: IScheduleSpec): Promise<ISchedule> {
+    return this.request<ISchedule>('schedules', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(spec)
+    });
+  }
+
+  /** Pause, resume, re-time or re-snapshot a schedule; answers it as it is now. */
+  updateSchedule(id: string, patch: ISchedulePatch): Promise<ISchedule> {
+    return this.request<ISchedule>(`schedules/${encodeURIComponent(id)}`, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(patch)
+    });
+  }
+
+  /** Delete a schedule (the jobs it made stay). */
+  async deleteSchedule(id: string): Promise<void> {
+    await this.request<void>(`schedules/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }
 }
 

@@ -6,13 +6,17 @@ import { listIcon } from '@jupyterlab/ui-components';
 import { JupyterExtClient } from './client';
 import { jobStatusFactory } from './jobstatus';
 import { activateJobViews } from './jobplugin';
-import { notebookRunPlugin } from './notebookrun';
+import { notebookRunFor, notebookRunPlugin } from './notebookrun';
 import { JobsPanel } from './panel';
+import { confirmDelete, schedulePlugin, SHOW_SCHEDULES_COMMAND } from './scheduledialog';
+import { SchedulesSection } from './schedules';
 import { IJupyterExtClient } from './tokens';
 
 /** Command ids. */
 const CommandIDs = {
-  refreshJobs: 'jupyter-ext:refresh-jobs'
+  refreshJobs: 'jupyter-ext:refresh-jobs',
+  refreshSchedules: 'jupyter-ext:refresh-schedules',
+  showSchedules: SHOW_SCHEDULES_COMMAND
 };
 
 /** The one client of the jupyter-ext API, for every plugin that `requires` IJupyterExtClient. */
@@ -51,6 +55,34 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => panel.refresh()
     });
     palette?.addItem({ command: CommandIDs.refreshJobs, category: 'Jobs' });
+    // The Schedules section below the jobs: its runs open like jobs.
+    const schedules = new SchedulesSection(client, confirmDelete);
+    schedules.beforeSnapshot = async schedule => {
+      // The snapshot is of the saved file: save the notebook first if it is open with changes.
+      const run = notebookRunFor(schedule.notebook);
+      if (run && run.context.model.dirty) {
+        await run.context.save();
+      }
+    };
+    panel.addSection(schedules);
+    schedules.jobActivated.connect((_, id) => {
+      void app.commands.execute('jupyter-ext:open-job', { id });
+    });
+    app.commands.addCommand(CommandIDs.refreshSchedules, {
+      label: 'Refresh Schedules',
+      caption: 'Fetch the list of jupyter-ext schedules again',
+      execute: () => schedules.refresh()
+    });
+    palette?.addItem({ command: CommandIDs.refreshSchedules, category: 'Jobs' });
+    app.commands.addCommand(CommandIDs.showSchedules, {
+      label: 'Show Schedules',
+      caption: 'Open the Jobs panel on its schedules',
+      execute: async args => {
+        app.shell.activateById(panel.id);
+        await schedules.reveal(args.id ? String(args.id) : undefined);
+      }
+    });
+    palette?.addItem({ command: CommandIDs.showSchedules, category: 'Jobs' });
     // Clicking a job in the panel opens its view (command `jupyter-ext:open-job`, args {id}).
     activateJobViews(app, client, panel, restorer);
     // The %%remote status line (with a Cancel button that works while the kernel is busy).
@@ -62,6 +94,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
  * Every plugin of the extension. Each feature appends its own plugin here (one list, so
  * JupyterLab loads them all from this module's default export).
  */
-const plugins: JupyterFrontEndPlugin<any>[] = [clientPlugin, plugin, notebookRunPlugin];
+const plugins: JupyterFrontEndPlugin<any>[] = [
+  clientPlugin,
+  plugin,
+  notebookRunPlugin,
+  schedulePlugin
+];
 
 export default plugins;

@@ -17,6 +17,7 @@ import { notebookRunFor, whenNotebookRun } from './notebookrun';
 import { JobsPanel } from './panel';
 import { driveCells, labOpener } from './rerun';
 import { SubmitDialogBody } from './submitdialog';
+import { sweepValues } from './sweepview';
 import { IJob, IRerunChoice } from './tokens';
 
 export const CommandIDs = {
@@ -41,25 +42,38 @@ export function createJobView(options: IJobViewOptions): MainAreaWidget<JobView>
 export async function confirmRerun(
   client: JupyterExtClient,
   job: IJob,
-  fromStep: string | null
+  fromStep: string | null,
+  options: { fresh?: boolean } = {}
 ): Promise<IRerunChoice | null> {
   const what = fromStep
     ? `Re-run job ${jobLabel(job)} from step ${fromStep}: step ${fromStep} and the steps after it run again, the steps before it reuse this job's results.`
-    : `Re-run job ${jobLabel(job)}: the whole notebook runs again.`;
+    : options.fresh
+      ? `Run job ${jobLabel(job)} again ignoring cached results: every step runs again.`
+      : `Re-run job ${jobLabel(job)}: the whole notebook runs again.`;
   const body = new SubmitDialogBody(client, job.notebook, {
     parameters: job.parameters,
     backend: job.backend,
-    note: what
+    note: what,
+    fresh: options.fresh,
+    // A sweep runs again as a sweep of the same values (changeable in the dialog).
+    ...(job.sweep
+      ? {
+          sweep: sweepValues(job.sweep),
+          sweep_mode: job.sweep.mode,
+          sweep_parallel: job.sweep.parallel
+        }
+      : {})
   });
   const result = await showDialog({
-    title: fromStep ? `Re-run from step ${fromStep}` : 'Re-run',
+    title: fromStep ? `Re-run from step ${fromStep}` : options.fresh ? 'Run fresh' : 'Re-run',
     body,
     buttons: [Dialog.cancelButton({ label: 'Cancel' }), Dialog.okButton({ label: 'Re-run' })]
   });
   if (!result.button.accept || !result.value) {
     return null;
   }
-  return { parameters: result.value.parameters, backend: result.value.backend };
+  const { parameters, backend, fresh, sweep, sweep_mode, sweep_parallel } = result.value;
+  return { parameters, backend, fresh, sweep, sweep_mode, sweep_parallel };
 }
 
 /**
@@ -153,9 +167,10 @@ export function activateJobViews(
         widget = createJobView({
           client,
           jobId: id,
-          // No openJob: onRerun opens the new job's view (and its notebook beside it).
+          // A sweep's child, a cached step's job, a child's sweep (a re-run's view: onRerun).
+          openJob: other => void app.commands.execute(CommandIDs.openJob, { id: other }),
           actions,
-          confirmRerun: (job, fromStep) => confirmRerun(client, job, fromStep),
+          confirmRerun: (job, fromStep, options) => confirmRerun(client, job, fromStep, options),
           // The re-run drives the cells of its notebook, as a run from its toolbar does.
           onRerun: created => void rerunStarted(created)
         });

@@ -121,6 +121,14 @@ export function rerunSpec(
     spec.from_step = fromStep;
     spec.rerun_of = job.id;
   }
+  if (choice.fresh) {
+    spec.fresh = true;
+  }
+  if (choice.sweep && Object.keys(choice.sweep).length) {
+    spec.sweep = choice.sweep;
+    spec.sweep_mode = choice.sweep_mode ?? 'grid';
+    spec.sweep_parallel = choice.sweep_parallel ?? null;
+  }
   return spec;
 }
 
@@ -222,6 +230,22 @@ export function applyEvent(job: IJob, event: IEvent): IJob {
           error: event.error ?? null
         }))
       };
+    case 'step.cached':
+      // Satisfied from the cache: its replayed events follow, then a succeeded step.end.
+      return {
+        ...job,
+        status: job.status === 'queued' ? 'running' : job.status,
+        steps: steps(s => ({
+          ...s,
+          status: 'running',
+          started: s.started ?? when,
+          cache: {
+            key: String(event.key ?? s.cache?.key ?? ''),
+            hit: true,
+            from: event.from ?? null
+          }
+        }))
+      };
     case 'step.end':
       return {
         ...job,
@@ -245,7 +269,9 @@ export const STATUS_EVENTS: ReadonlySet<string> = new Set([
   'job.end',
   'step.start',
   'step.retry',
-  'step.end'
+  'step.end',
+  'step.cached',
+  'sweep.child'
 ]);
 
 /**
@@ -260,6 +286,15 @@ export function logLines(
     case 'step.start': {
       const where = event.host ? ` on ${event.host}` : '';
       return [info(`── attempt ${event.attempt ?? 1} started${where} ──`)];
+    }
+    case 'step.cached': {
+      const from = event.from ?? {};
+      return [
+        info(
+          `── cached: the result of job ${from.job} (step ${from.step}, attempt ${from.attempt ?? 1}); ` +
+            'its inputs did not change, so it is not run again ──'
+        )
+      ];
     }
     case 'cell.start':
       return event.injected || typeof event.cell_index !== 'number'

@@ -2,13 +2,17 @@
  * One job in the main area: its status and actions (Cancel, Re-run), the step graph, each
  * step's progress, error and (virtualised) log, and the artifacts. It follows the job's event
  * stream from the first event, so it is live while the job runs and complete once it ended.
+ * A sweep job shows its table and plot (sweepview.ts) instead of steps.
+ *
+ * Why this module is long: the header's actions (Cancel, Re-run, Run fresh) and the step
+ * sections share the one job and its event stream; the sweep's table lives in sweepview.ts.
  */
 
 import { Panel, Widget } from '@lumino/widgets';
 import { ArtifactsView, IArtifactActions } from './artifacts';
 import { JupyterExtClient } from './client';
 import { duration, el, progressBar, resourcesText, statusBadge, statusText } from './dom';
-import { parametersText } from './cellsync';
+import { parametersText, pyValue } from './cellsync';
 import {
   applyEvent,
   explainError,
@@ -22,6 +26,7 @@ import {
 } from './jobstate';
 import { LogModel, LogView } from './logview';
 import { StepGraph } from './stepgraph';
+import { sweepValues, SweepView } from './sweepview';
 import { IEvent, IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 
 export { resourcesText }; // the job view's step line; shared with the submit dialog (dom.ts)
@@ -29,8 +34,13 @@ export { resourcesText }; // the job view's step line; shared with the submit di
 export interface IJobViewOptions {
   client: JupyterExtClient;
   jobId: string;
-  /** Open another job's view (the one a re-run created). */
+  /**
+   * Open another job's view: a sweep's child, the job a cached step's result came from, the
+   * sweep a child belongs to (and the one a re-run created, when there is no `onRerun`).
+   */
   openJob?: (id: string) => void;
+  /** Milliseconds between fetches of a running sweep (its children's statuses and metrics). */
+  sweepPollMs?: number;
   /** What the artifacts' executed-notebook buttons do. */
   actions?: IArtifactActions;
   /** Milliseconds to gather events before fetching the job again. */
@@ -40,7 +50,11 @@ export interface IJobViewOptions {
    * backend to run with (the user may change them), or null to submit nothing. Without it
    * a re-run submits the job's own parameters.
    */
-  confirmRerun?: (job: IJob, fromStep: string | null) => Promise<IRerunChoice | null>;
+  confirmRerun?: (
+    job: IJob,
+    fromStep: string | null,
+    options?: { fresh?: boolean }
+  ) => Promise<IRerunChoice | null>;
   /** A re-run was submitted: its notebook's open cells follow it (as a run from the toolbar). */
   onRerun?: (created: IJob, of: IJob) => void;
 }
@@ -62,6 +76,8 @@ class StepSection extends Panel {
   private readonly badgeHost = el('span', 'jp-ext-StepSection-badge');
   private readonly barHost = el('span', 'jp-ext-StepSection-progress');
   private readonly meta = el('span', 'jp-ext-StepSection-meta');
+  /** "cached from job X" on a step the cache satisfied: opens that job. */
+  readonly cached = el('button', 'jp-ext-CachedFrom');
   private readonly error = el('div', 'jp-ext-StepSection-error');
   private readonly diagnostics = el('ul', 'jp-ext-StepSection-diagnostics');
   readonly rerunFrom: HTMLButtonElement;
@@ -81,6 +97,10 @@ class StepSection extends Panel {
     head.appendChild(this.badgeHost);
     head.appendChild(this.barHost);
     head.appendChild(this.meta);
+    this.cached.type = 'button';
+    this.cached.dataset.testid = 'jupyter-ext-step-cached';
+    this.cached.hidden = true;
+    head.appendChild(this.cached);
     this.rerunFrom = actionButton('Re-run from here', 'jupyter-ext-rerun-from');
     this.rerunFrom.classList.replace('jp-mod-reject', 'jp-mod-minimal');
     this.rerunFrom.dataset.step = step;
@@ -113,8 +133,22 @@ class StepSection extends Panel {
     this.barHost.replaceChildren(progressBar(step, stepFraction(step, cellsDone), cellsDone));
     const parts = [];
     const reused = step.reused_from;
+    const cachedFrom = step.cache?.hit ? step.cache.from : null;
+    this.cached.hidden = !cachedFrom;
+    if (cachedFrom) {
+      this.cached.textContent = `cached from job ${cachedFrom.job}`;
+      this.cached.dataset.job = cachedFrom.job;
+      this.cached.title =
+        `Not run again: its inputs did not change since job ${cachedFrom.job} ran step ` +
+        `${cachedFrom.step} (attempt ${cachedFrom.attempt}), whose outputs these are. ` +
+        'Click to open that job; Run fresh runs every step again.';
+    } else {
+      delete this.cached.dataset.job;
+    }
     if (reused) {
       parts.push(`reused from job ${reused.job}`);
+    } else if (cachedFrom) {
+      // said by the button beside
     } else if (step.cells.length && step.status !== 'queued') {
       parts.push(`${Math.min(cellsDone, step.cells.length)}/${step.cells.length} cells`);
     }
@@ -134,7 +168,9 @@ class StepSection extends Panel {
     this.meta.textContent = parts.join(' · ');
     this.log.emptyText = reused
       ? `Not run again: this re-run reuses its result from job ${reused.job}.`
-      : 'No output yet.';
+      : cachedFrom
+        ? `Not run again: its result is the cached one of job ${cachedFrom.job}.`
+        : 'No output yet.';
     const explained = explainError(step.error);
     this.error.textContent = explained;
     this.error.hidden = !explained;
@@ -163,6 +199,11 @@ export class JobView extends Panel {
   private fetchedSeq = 0;
 
   readonly header = new Widget();
+  /** A sweep job's table and plot (hidden for other jobs). */
+  readonly sweepView: SweepView;
+  private sweepTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly sweepPollMs: number;
+  private readonly stepsParts: Widget[] = [];
   readonly graph = new StepGraph();
   readonly steps = new Panel();
   readonly artifacts: ArtifactsView;
@@ -172,28 +213,38 @@ export class JobView extends Panel {
   private readonly params = el('div', 'jp-ext-JobView-parameters');
   private readonly error = el('div', 'jp-ext-JobView-error');
   private readonly message = el('div', 'jp-ext-JobView-message');
+  /** On a sweep's child: the sweep it is one run of (opens its view). */
+  private readonly parentLink = el('button', 'jp-ext-JobView-parent');
   readonly cancelButton = actionButton('Cancel', 'jupyter-ext-cancel', true);
   readonly rerunButton = actionButton('Re-run', 'jupyter-ext-rerun');
+  readonly freshButton = actionButton('Run fresh', 'jupyter-ext-run-fresh');
   /** Settles once the job was fetched and its event stream opened (or that failed). */
   readonly ready: Promise<void>;
 
   constructor(private readonly options: IJobViewOptions) {
     super();
     this.refetchMs = options.refetchMs ?? 400;
+    this.sweepPollMs = options.sweepPollMs ?? 2000;
     this.addClass('jp-ext-JobView');
     this.node.dataset.testid = 'jupyter-ext-job-view';
     this.node.dataset.job = options.jobId;
     this.title.label = `Job ${options.jobId}`;
     this.buildHeader();
     this.addWidget(this.header);
+    this.sweepView = new SweepView(id => this.options.openJob?.(id));
+    this.sweepView.hide();
+    this.addWidget(this.sweepView);
     const graphHeading = new Widget({ node: el('h3', 'jp-ext-JobView-heading', 'Steps') });
     this.addWidget(graphHeading);
     this.addWidget(this.graph);
     this.steps.addClass('jp-ext-JobView-steps');
     this.addWidget(this.steps);
-    this.addWidget(new Widget({ node: el('h3', 'jp-ext-JobView-heading', 'Artifacts') }));
+    const artifactsHeading = new Widget({ node: el('h3', 'jp-ext-JobView-heading', 'Artifacts') });
+    this.addWidget(artifactsHeading);
     this.artifacts = new ArtifactsView(options.client, options.jobId, options.actions);
     this.addWidget(this.artifacts);
+    // What a sweep job (no steps of its own) does not show.
+    this.stepsParts.push(graphHeading, this.graph, this.steps, artifactsHeading, this.artifacts);
     this.graph.stepSelected.connect((_, step) => this.revealStep(step));
     this.ready = this.start();
   }
@@ -232,7 +283,12 @@ export class JobView extends Panel {
       return;
     }
     this.stream?.dispose();
-    for (const timer of [this.renderTimer, this.refetchTimer, this.artifactsTimer]) {
+    for (const timer of [
+      this.renderTimer,
+      this.refetchTimer,
+      this.artifactsTimer,
+      this.sweepTimer
+    ]) {
       if (timer !== null) {
         clearTimeout(timer);
       }
@@ -269,11 +325,24 @@ export class JobView extends Panel {
     this.rerunButton.title =
       'Run the same notebook again: shows its parameters and backend (this job’s) to check or change first';
     this.rerunButton.onclick = () => void this.rerun();
+    this.freshButton.title =
+      'Run the notebook again ignoring cached results: every step runs again (its new result is cached)';
+    this.freshButton.onclick = () => void this.rerun(undefined, true);
     actions.appendChild(this.cancelButton);
     actions.appendChild(this.rerunButton);
+    actions.appendChild(this.freshButton);
     line.appendChild(actions);
     node.appendChild(line);
     node.appendChild(this.meta);
+    this.parentLink.type = 'button';
+    this.parentLink.dataset.testid = 'jupyter-ext-job-parent';
+    this.parentLink.hidden = true;
+    this.parentLink.onclick = () => {
+      if (this.job?.parent) {
+        this.options.openJob?.(this.job.parent);
+      }
+    };
+    node.appendChild(this.parentLink);
     this.params.dataset.testid = 'jupyter-ext-job-parameters';
     node.appendChild(this.params);
     this.error.setAttribute('role', 'alert');
@@ -429,6 +498,13 @@ export class JobView extends Panel {
     this.error.hidden = !explained || job.status === 'cancelled';
     this.cancelButton.hidden = terminal;
     this.rerunButton.hidden = !this.rerunnable;
+    // Run fresh: only where a cache could answer (cached steps; a sweep's children cache).
+    this.freshButton.hidden =
+      !terminal || !this.rerunnable || !(job.sweep || job.steps.some(s => s.cache));
+    this.renderFamily(job, terminal);
+    if (job.sweep) {
+      return; // no steps of its own: its children have them
+    }
     this.graph.setSteps(job.steps);
     for (const step of job.steps) {
       let section = this.sections.get(step.name);
@@ -436,6 +512,12 @@ export class JobView extends Panel {
         section = new StepSection(step.name, this.logOf(step.name));
         const name = step.name;
         section.rerunFrom.onclick = () => void this.rerun(name);
+        const cached = section.cached;
+        cached.onclick = () => {
+          if (cached.dataset.job) {
+            this.options.openJob?.(cached.dataset.job);
+          }
+        };
         this.sections.set(step.name, section);
         this.steps.addWidget(section);
       }
@@ -446,6 +528,39 @@ export class JobView extends Panel {
         this.diagnostics.get(step.name) ?? [],
         terminal && this.rerunnable && job.steps.length > 1
       );
+    }
+  }
+
+  /**
+   * A sweep job: its table and plot instead of steps (fetched again while it runs, since its
+   * children's progress is not on its own stream); a sweep's child: the sweep it belongs to.
+   */
+  private renderFamily(job: IJob, terminal: boolean): void {
+    const sweep = job.sweep ?? null;
+    this.node.dataset.kind = sweep ? 'sweep' : 'job';
+    this.sweepView.setHidden(!sweep);
+    for (const part of this.stepsParts) {
+      part.setHidden(!!sweep);
+    }
+    this.parentLink.hidden = !job.parent;
+    if (job.parent) {
+      this.parentLink.textContent = `One run of sweep ${job.parent}: open the sweep`;
+      this.parentLink.title = `This job is one combination of sweep ${job.parent}'s values`;
+    }
+    if (!sweep) {
+      return;
+    }
+    const values = Object.entries(sweepValues(sweep))
+      .map(([name, list]) => `${name} = ${list.map(pyValue).join(', ')}`)
+      .join('; ');
+    const base = parametersText(job.parameters);
+    this.params.textContent = `Swept: ${values}` + (base ? ` · Parameters: ${base}` : '');
+    this.sweepView.showSweep(sweep);
+    if (!terminal && this.sweepTimer === null && !this.isDisposed) {
+      this.sweepTimer = setTimeout(() => {
+        this.sweepTimer = null;
+        this.refetchSoon();
+      }, this.sweepPollMs);
     }
   }
 
@@ -466,26 +581,44 @@ export class JobView extends Panel {
     }
   }
 
-  /** Submit the job again: all of it, or from one step on (reusing this job's earlier steps). */
-  async rerun(fromStep?: string): Promise<IJob | null> {
+  /**
+   * Submit the job again: all of it, or from one step on (reusing this job's earlier steps);
+   * `fresh`: ignoring cached results. A sweep is submitted again as a sweep of the same values.
+   */
+  async rerun(fromStep?: string, fresh = false): Promise<IJob | null> {
     const job = this.job;
     if (!job) {
       return null;
     }
-    const buttons = [this.rerunButton, ...[...this.sections.values()].map(s => s.rerunFrom)];
+    const buttons = [
+      this.rerunButton,
+      this.freshButton,
+      ...[...this.sections.values()].map(s => s.rerunFrom)
+    ];
     buttons.forEach(b => (b.disabled = true));
     try {
       let choice: IRerunChoice | null = { parameters: job.parameters, backend: job.backend };
+      if (fresh) {
+        choice.fresh = true;
+      }
+      if (job.sweep) {
+        choice.sweep = sweepValues(job.sweep);
+        choice.sweep_mode = job.sweep.mode;
+        choice.sweep_parallel = job.sweep.parallel;
+      }
       if (this.options.confirmRerun) {
-        choice = await this.options.confirmRerun(job, fromStep ?? null);
+        choice = await this.options.confirmRerun(job, fromStep ?? null, { fresh });
         if (!choice) {
           return null; // the user thought better of it: nothing submitted
         }
       }
       const created = await this.options.client.submit(rerunSpec(job, choice, fromStep ?? null));
       this.say(`Started job ${created.id}` + (fromStep ? ` from step ${fromStep}.` : '.'), false);
-      this.options.onRerun?.(created, job);
-      this.options.openJob?.(created.id);
+      if (this.options.onRerun) {
+        this.options.onRerun(created, job);
+      } else {
+        this.options.openJob?.(created.id);
+      }
       return created;
     } catch (error: any) {
       this.say(`Could not re-run: ${String(error?.message ?? error)}`, true);

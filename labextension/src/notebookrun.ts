@@ -121,6 +121,8 @@ export class NotebookRun implements IDisposable {
   private sync: CellSync | null = null;
   private stream: IEventStream | null = null;
   private disposed = false;
+  /** Open a job's view (a sweep submitted from here, the job a cached cell came from). */
+  openJob: ((id: string) => void) | null = null;
   /** Settles once the job recorded in the notebook (if any) is followed again. */
   private readonly resumed: Promise<void>;
 
@@ -234,11 +236,24 @@ export class NotebookRun implements IDisposable {
       job = await this.client.submit({
         notebook: this.context.localPath,
         backend: choice.backend,
-        parameters: choice.parameters
+        parameters: choice.parameters,
+        ...(choice.fresh ? { fresh: true } : {}),
+        ...(choice.sweep
+          ? {
+              sweep: choice.sweep,
+              sweep_mode: choice.sweep_mode,
+              sweep_parallel: choice.sweep_parallel
+            }
+          : {})
       });
     } catch (err) {
       const message = err instanceof ApiError ? err.message : String(err);
       await showErrorMessage('The job was not submitted', message);
+      return;
+    }
+    if (job.sweep) {
+      // One run per combination: no one run's outputs belong in the cells; its table does.
+      this.openJob?.(job.id);
       return;
     }
     await this.start(job);
@@ -255,8 +270,8 @@ export class NotebookRun implements IDisposable {
     // it cannot take the cells back from this one.
     await this.resumed;
     const model = this.panel.content.model;
-    if (this.disposed || !model || this.record?.job === job.id) {
-      return;
+    if (this.disposed || !model || this.record?.job === job.id || job.sweep) {
+      return; // (a sweep has no cells of its own: its children run them)
     }
     const steps = Object.fromEntries(job.steps.map(s => [s.name, s.cells]));
     const reused = job.steps.filter(s => s.reused_from).map(s => s.name);
@@ -415,6 +430,10 @@ class RunExtension implements DocumentRegistry.IWidgetExtension<NotebookPanel, I
 
   createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>): IDisposable {
     const run = new NotebookRun(panel, context, this.client);
+    // jobplugin.ts's `jupyter-ext:open-job` (named here: that module imports this one).
+    const openJob = (id: string) => void this.app.commands.execute('jupyter-ext:open-job', { id });
+    run.openJob = openJob;
+    run.decorator.openJob = openJob;
     runs.set(panel, run);
     const button = new ToolbarButton({
       icon: runIcon,

@@ -19,6 +19,7 @@ import {
   stepFraction
 } from './jobstate';
 import { hasNotebook } from './rerun';
+import { sweepProgress } from './sweepview';
 import { IEventStream, IJob, IRerunChoice, IStep, TERMINAL } from './tokens';
 
 /** At most this many running jobs are followed live at once (one WebSocket each). */
@@ -43,6 +44,15 @@ export interface IPanelRerun {
   started(created: IJob, of: IJob): void;
 }
 
+/**
+ * A part of the panel below the jobs (the schedules, schedules.ts): its own node, which the
+ * panel keeps in place across its redraws, and a refresh the panel calls with its own.
+ */
+export interface IPanelSection {
+  readonly node: HTMLElement;
+  refresh(): Promise<void>;
+}
+
 export class JobsPanel extends Widget {
   /** Re-run for finished jobs (a button on their rows) once set. */
   rerunActions: IPanelRerun | null = null;
@@ -60,6 +70,7 @@ export class JobsPanel extends Widget {
   private readonly trackers = new Map<string, ProgressTracker>();
   private renderTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly sections: IPanelSection[] = [];
 
   constructor(
     private readonly client: JupyterExtClient,
@@ -94,8 +105,17 @@ export class JobsPanel extends Widget {
     return [...this.followed.keys()];
   }
 
+  /** Show `section` below the jobs; it is refreshed whenever the list is. */
+  addSection(section: IPanelSection): void {
+    this.sections.push(section);
+    this.render();
+  }
+
   /** Fetch the list again; concurrent calls share one request. */
   refresh(): Promise<void> {
+    for (const section of this.sections) {
+      void section.refresh(); // says its own errors
+    }
     if (!this.pending) {
       this.pending = this.load().finally(() => {
         this.pending = null;
@@ -106,7 +126,8 @@ export class JobsPanel extends Widget {
 
   private async load(): Promise<void> {
     try {
-      this.jobs = await this.client.listJobs();
+      // A sweep's children are in its row (and its view), not rows of their own.
+      this.jobs = (await this.client.listJobs()).filter(j => !j.parent);
       const listed = new Set(this.jobs.map(j => j.id));
       for (const id of this.trackers.keys()) {
         if (!listed.has(id)) {
@@ -308,6 +329,9 @@ export class JobsPanel extends Widget {
       }
       root.appendChild(list);
     }
+    for (const section of this.sections) {
+      root.appendChild(section.node);
+    }
     if (focused) {
       Array.from(root.querySelectorAll<HTMLElement>('[data-focus-key]'))
         .find(el => el.dataset.focusKey === focused)
@@ -379,6 +403,9 @@ export class JobsPanel extends Widget {
       meta.classList.add('jp-mod-actions');
     }
     item.appendChild(meta);
+    if (job.sweep) {
+      item.appendChild(this.renderSweep(job));
+    }
     if (job.steps.length) {
       const tracker = this.trackers.get(job.id);
       const steps = document.createElement('div');
@@ -398,6 +425,28 @@ export class JobsPanel extends Widget {
     return item;
   }
 
+  /** A sweep's row: how many of its runs ended, of how many (its children have no rows). */
+  private renderSweep(job: IJob): HTMLElement {
+    const { done, total, failed } = sweepProgress(job.sweep!);
+    const line = el('div', 'jp-ext-Job-sweep');
+    line.dataset.testid = 'jupyter-ext-sweep-progress';
+    const bar = progressBar(
+      { name: 'sweep', status: job.status, cells: [] },
+      total ? done / total : 0,
+      0
+    );
+    bar.setAttribute('aria-label', `Sweep: ${done} of ${total} runs done`);
+    bar.title = `${done} of ${total} runs done`;
+    const text = el(
+      'span',
+      'jp-ext-Job-sweepText',
+      `sweep · ${done}/${total} done` + (failed ? ` · ${failed} failed` : '')
+    );
+    text.dataset.testid = 'jupyter-ext-sweep-done';
+    line.append(text, bar);
+    return line;
+  }
+
   /** One step of a job: name, progress bar, duration. */
   private renderStep(step: IStep, tracker: ProgressTracker | undefined): HTMLElement {
     const cellsDone = tracker?.cellsDone(step.name, step.cells) ?? 0;
@@ -413,7 +462,13 @@ export class JobsPanel extends Widget {
     row.appendChild(progressBar(step, stepFraction(step, cellsDone), cellsDone));
     const took = document.createElement('span');
     took.className = 'jp-ext-StepProgress-duration';
-    took.textContent = stepDuration(step, tracker);
+    const cached = step.cache?.hit ? step.cache.from : null;
+    took.textContent = cached ? 'cached' : stepDuration(step, tracker);
+    if (cached) {
+      took.dataset.testid = 'jupyter-ext-step-cached';
+      took.title = `cached from job ${cached.job}: not run again, its inputs did not change`;
+      took.setAttribute('aria-label', `step ${step.name}: cached from job ${cached.job}`);
+    }
     row.appendChild(took);
     return row;
   }

@@ -39,8 +39,8 @@ export async function driveCells(
   opener: INotebookOpener,
   ref?: string
 ): Promise<string | null> {
-  if (!hasNotebook(job)) {
-    return null;
+  if (!hasNotebook(job) || job.sweep) {
+    return null; // a sweep's runs are its children: no cells follow the sweep itself
   }
   const path = job.notebook;
   let run = opener.find(path);

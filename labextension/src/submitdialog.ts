@@ -8,13 +8,20 @@ import { Widget } from '@lumino/widgets';
 import { JupyterExtClient } from './client';
 import { el, isRecheck, recheckDialog, resourcesText } from './dom';
 import { cellsLabel, pyRepr } from './labels';
-import type { IInfo, IParameter, IPlan, IPlannedStep } from './tokens';
+import { ISweepInitial, SweepForm } from './sweepform';
+import type { IInfo, IJobSpec, IParameter, IPlan, IPlannedStep } from './tokens';
 
 /** What the dialog answers on Run. */
 export interface ISubmitChoice {
   backend: string;
   parameters: { [name: string]: any };
   plan: IPlan;
+  /** "Ignore cached results": every step runs again. */
+  fresh: boolean;
+  /** A sweep (null: one run). */
+  sweep: IJobSpec['sweep'];
+  sweep_mode?: 'grid' | 'zip';
+  sweep_parallel?: number | null;
 }
 
 /** The text an input shows for a parameter's default. */
@@ -93,7 +100,9 @@ export function stepResources(step: IPlannedStep): string {
 }
 
 /** Values a dialog starts from other than the notebook's (a re-run: the job's). */
-export interface ISubmitInitial {
+export interface ISubmitInitial extends ISweepInitial {
+  /** "Ignore cached results" checked (Run fresh). */
+  fresh?: boolean;
   /** Parameter values to prefill instead of the defaults. */
   parameters?: { [name: string]: any };
   /** The backend to plan for first. */
@@ -118,6 +127,9 @@ export class SubmitDialogBody extends Widget {
   private readonly typed = new Map<string, string>();
   private readonly initialValues = new Map<string, any>();
   private readonly blocker = el('span', 'jp-mod-error');
+  /** The sweep section (its own element, kept across re-renders). */
+  readonly sweepForm: SweepForm;
+  private readonly fresh = el('input', '');
   /** Resolves once the first plan is shown (for tests and callers that wait). */
   readonly ready: Promise<void>;
 
@@ -134,6 +146,10 @@ export class SubmitDialogBody extends Widget {
     this.addClass('jp-ext-SubmitDialog');
     this.node.dataset.testid = 'jupyter-ext-submit-dialog';
     this.blocker.hidden = true;
+    this.sweepForm = new SweepForm(parseParameter, valueText, initial);
+    this.fresh.type = 'checkbox';
+    this.fresh.checked = !!initial.fresh;
+    this.fresh.dataset.testid = 'jupyter-ext-submit-fresh';
     this.node.addEventListener('input', this);
     this.node.addEventListener('change', this);
     this.render();
@@ -162,10 +178,12 @@ export class SubmitDialogBody extends Widget {
   /** Backend, parameters that differ from the notebook's defaults, and the plan shown. */
   getValue(): ISubmitChoice {
     const parameters: { [name: string]: any } = {};
+    const sweep = this.sweepForm.value(); // throws what is wrong with it
+    const swept = new Set(Object.keys(sweep?.sweep ?? {}));
     for (const p of this.plan?.parameters ?? []) {
       const input = this.paramInputs.get(p.name);
-      if (!input || input.value === parameterText(p)) {
-        continue; // unchanged: the notebook's own default runs
+      if (!input || input.value === parameterText(p) || swept.has(p.name)) {
+        continue; // unchanged (the notebook's own default runs), or swept
       }
       const parsed = parseParameter(p, input.value);
       if (parsed.error) {
@@ -173,7 +191,13 @@ export class SubmitDialogBody extends Widget {
       }
       parameters[p.name] = parsed.value;
     }
-    return { backend: this.plan!.backend, parameters, plan: this.plan! };
+    return {
+      backend: this.plan!.backend,
+      parameters,
+      plan: this.plan!,
+      fresh: this.fresh.checked,
+      ...(sweep ?? { sweep: null })
+    };
   }
 
   handleEvent(event: Event): void {
@@ -198,13 +222,21 @@ export class SubmitDialogBody extends Widget {
   /** Inline errors under parameters; true when every parameter is valid. */
   private checkParameters(): boolean {
     let ok = true;
+    const swept = this.sweepForm.swept;
     for (const p of this.plan?.parameters ?? []) {
       const input = this.paramInputs.get(p.name);
       if (!input) {
         continue; // not shown (yet)
       }
+      // A swept parameter runs with the sweep's values: its own input is not used.
+      input.disabled = swept.has(p.name);
+      input.title = swept.has(p.name)
+        ? `${p.name} is swept: its values are set under Sweep`
+        : p.help || `${p.type}, default ${p.default}`;
       const error =
-        input.value === parameterText(p) ? undefined : parseParameter(p, input.value).error;
+        input.disabled || input.value === parameterText(p)
+          ? undefined
+          : parseParameter(p, input.value).error;
       const node = this.paramErrors.get(p.name)!;
       node.textContent = error ?? '';
       node.hidden = !error;
@@ -275,6 +307,7 @@ export class SubmitDialogBody extends Widget {
       }
       this.renderSteps(plan);
       this.renderParameters(plan);
+      this.renderOptions(plan);
       for (const warning of plan.warnings) {
         node.append(el('div', 'jp-ext-SubmitDialog-warning', warning.message));
       }
@@ -284,6 +317,21 @@ export class SubmitDialogBody extends Widget {
       this.paramInputs.get(focusParam)?.focus();
     }
     recheckDialog(this.node);
+  }
+
+  /** The sweep section and "Ignore cached results" (kept across re-renders, with what was typed). */
+  private renderOptions(plan: IPlan): void {
+    this.sweepForm.setParameters(plan.parameters);
+    if (plan.parameters.length) {
+      this.node.append(this.sweepForm.node);
+    }
+    const cached = plan.steps.filter(s => s.cache).length;
+    const row = el('label', 'jp-ext-SubmitDialog-fresh');
+    row.append(this.fresh, ' Ignore cached results (run every step again)');
+    row.title = cached
+      ? `${cached} step${cached === 1 ? '' : 's'} of this notebook reuse an earlier result when their inputs did not change; checked, every step runs again (its new result is cached).`
+      : 'Steps tagged cache reuse an earlier result when their inputs did not change; checked, every step runs again.';
+    this.node.append(row);
   }
 
   private renderError(error: NonNullable<IPlan['error']>): void {

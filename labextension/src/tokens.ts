@@ -59,6 +59,47 @@ export interface IStep {
   reused_from?: { job: string; attempt: number } | null;
   /** While the step waits for a slot on its backend: 1 for the next to start, else null. */
   queue_position?: number | null;
+  /** A cached step (tag `cache`): its key, and on a hit the earlier run it reuses. */
+  cache?: IStepCache | null;
+}
+
+/** Where a step's result came from when the cache had it: that job's step and attempt. */
+export interface ICachedFrom {
+  job: string;
+  step: string;
+  attempt: number;
+}
+
+/** A cached step's cache entry: its key, whether it was a hit, and the run it reuses. */
+export interface IStepCache {
+  key: string;
+  hit: boolean;
+  from: ICachedFrom | null;
+}
+
+/** One child run of a sweep, as the sweep job's view lists it. */
+export interface ISweepChild {
+  id: string;
+  name: string;
+  /** The swept parameters' values of this run. */
+  parameters: { [name: string]: any };
+  status: Status;
+  /** Seconds it ran (so far), or null before it started. */
+  duration: number | null;
+  /** The last value of each metric it logged. */
+  metrics: { [name: string]: number };
+}
+
+/** A sweep job's own part: what is swept and how its children stand. */
+export interface ISweep {
+  mode: 'grid' | 'zip';
+  parallel: number | null;
+  /** The swept parameters' names, in the order given. */
+  parameters: string[];
+  /** Every metric name a child logged. */
+  metrics: string[];
+  counts: { [key in 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled']?: number };
+  children: ISweepChild[];
 }
 
 export interface IJob {
@@ -77,6 +118,12 @@ export interface IJob {
   error: IStepError | null;
   last_seq: number;
   steps: IStep[];
+  /** A sweep's child: the sweep job's id (null for a job of its own). */
+  parent?: string | null;
+  /** Set on a sweep job (which has no steps of its own). */
+  sweep?: ISweep | null;
+  /** The last value of each metric the job logged (`jupyter_ext.log_metric`). */
+  metrics?: { [name: string]: number };
 }
 
 export interface IJobSpec {
@@ -86,6 +133,14 @@ export interface IJobSpec {
   name?: string;
   idempotency_key?: string;
   resources?: Partial<IResources>;
+  /** Run every step again, ignoring cached results (new results still enter the cache). */
+  fresh?: boolean;
+  /** A parameter sweep: each name's values; one child job per combination. */
+  sweep?: { [name: string]: any[] } | null;
+  /** `grid`: every combination; `zip`: the i-th values together (equal lengths). */
+  sweep_mode?: 'grid' | 'zip';
+  /** Children running at once (the server's default when null). */
+  sweep_parallel?: number | null;
 }
 
 /** One event of the contract: `{v, job, step, seq, ts, type, ...}`. */
@@ -195,6 +250,12 @@ export interface IRerunSpec extends IJobSpec {
 export interface IRerunChoice {
   parameters: { [name: string]: any };
   backend: string;
+  /** Run every step again, ignoring cached results. */
+  fresh?: boolean;
+  /** Run it as a sweep (a sweep job's re-run: its values, as the user confirmed them). */
+  sweep?: { [name: string]: any[] } | null;
+  sweep_mode?: 'grid' | 'zip';
+  sweep_parallel?: number | null;
 }
 
 /** One step of `POST plan`: what would run, where in the notebook, with what. */
@@ -205,6 +266,8 @@ export interface IPlannedStep {
   resources: IResources;
   timeout: number | null;
   retries: number;
+  /** Whether its result is taken from the cache when its inputs did not change. */
+  cache?: boolean;
 }
 
 /** One parameter of the notebook's parameters cell (`value` holds the default when `literal`). */
@@ -227,4 +290,69 @@ export interface IPlan {
   warnings: { cell?: number | null; step?: string | null; message: string }[];
   single: boolean;
   error: IApiErrorBody | null;
+}
+
+/** One run of a schedule: when it was due, when it fired, the job it made (or why none). */
+export interface IScheduleRun {
+  /** When the run was due (ISO 8601 UTC). */
+  due: string;
+  /** When it fired (ISO 8601 UTC), or null while not fired (or skipped). */
+  fired: string | null;
+  /** The job it made, or null when none was made. */
+  job: string | null;
+  /** That job's status now (null when there is no job, e.g. it was deleted). */
+  status: Status | null;
+  /** Why no job was made, in words (e.g. the snapshot could not be read). */
+  error: string | null;
+}
+
+/** A schedule (`GET schedules`): a notebook snapshot run at the times of its cron expression. */
+export interface ISchedule {
+  id: string;
+  name: string;
+  notebook: string;
+  /** Five-field cron expression (minute hour day-of-month month day-of-week). */
+  cron: string;
+  /** IANA time zone the cron expression is read in, e.g. `Europe/Berlin`. */
+  timezone: string;
+  paused: boolean;
+  parameters: { [name: string]: any };
+  sweep: { [name: string]: any[] } | null;
+  sweep_mode: 'grid' | 'zip' | null;
+  backend: string | null;
+  kernel?: string | null;
+  /** When it was made (ISO 8601 UTC). */
+  created: string;
+  /** When the notebook snapshot the runs use was taken (ISO 8601 UTC). */
+  snapshot_taken: string | null;
+  /** The next run (epoch seconds), or null while paused. */
+  next_run: number | null;
+  /** The next run in ISO 8601, in the schedule's own zone. */
+  next_run_iso: string | null;
+  /** The last runs, newest first (at most 10). */
+  runs: IScheduleRun[];
+}
+
+/** `POST schedules`: what to run, when, and with what. */
+export interface IScheduleSpec {
+  notebook: string;
+  cron: string;
+  timezone?: string;
+  name?: string;
+  parameters?: { [name: string]: any };
+  sweep?: { [name: string]: any[] } | null;
+  sweep_mode?: 'grid' | 'zip';
+  /** Children running at once (the server's default when null). */
+  sweep_parallel?: number | null;
+  backend?: string | null;
+  kernel?: string | null;
+}
+
+/** `PATCH schedules/{id}`: what to change; `snapshot: true` takes a new notebook snapshot now. */
+export interface ISchedulePatch {
+  paused?: boolean;
+  cron?: string;
+  timezone?: string;
+  parameters?: { [name: string]: any };
+  snapshot?: true;
 }

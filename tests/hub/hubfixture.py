@@ -150,7 +150,8 @@ class Hub:
                 pass
 
 
-def start_hub(tmp: Path) -> Hub:
+def start_hub(tmp: Path, extra_config: str = "") -> Hub:
+    """A hub on free ports under `tmp`; `extra_config` is appended to its jupyterhub_config.py."""
     chp = ensure_chp()
     bin_dir = Path(sys.executable).parent
     port = free_port()
@@ -169,7 +170,7 @@ def start_hub(tmp: Path) -> Hub:
         home = tmp / "home" / user
         home.mkdir(parents=True)
         shutil.copy(ROOT / "examples" / "hello.ipynb", home / "hello.ipynb")
-    (tmp / "jupyterhub_config.py").write_text(config)
+    (tmp / "jupyterhub_config.py").write_text(config + extra_config)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_EXT_", "JUPYTERHUB_"))}
     env["PATH"] = f"{bin_dir}{os.pathsep}{os.path.dirname(shutil.which('node') or '/usr/bin/node')}{os.pathsep}"
     env["PATH"] += os.environ.get("PATH", "")

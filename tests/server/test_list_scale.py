@@ -1,5 +1,5 @@
 """`GET jobs` with 1,000+ jobs in the store: order, owner filter, page boundaries, the same `Job`s
-as one job's route, the query plans, and the schema 2 -> 3 migration. Nothing here is timed
+as one job's route, the query plans, and the schema 2 -> 4 migration. Nothing here is timed
 (bench/list_api.py measures the speed)."""
 
 from __future__ import annotations
@@ -227,6 +227,12 @@ def test_a_schema_2_database_is_migrated(tmp_path: Path) -> None:
     for name in ("jobs_user_created_id", "jobs_created_id", "jobs_status"):
         db.execute(f"DROP INDEX {name}")
     db.execute("CREATE INDEX jobs_user_created ON jobs (user, created DESC)")
+    # what schema 4 added (a sweep's `parent`, a step's `cache`, the cache/metrics/schedule tables)
+    db.execute("DROP INDEX jobs_parent")
+    db.execute("ALTER TABLE jobs DROP COLUMN parent")
+    db.execute("ALTER TABLE steps DROP COLUMN cache")
+    for table in ("step_cache", "metrics", "schedule_runs", "schedules"):
+        db.execute(f"DROP TABLE {table}")
     db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     db.commit()
     db.close()
@@ -234,8 +240,12 @@ def test_a_schema_2_database_is_migrated(tmp_path: Path) -> None:
     store = Store(path)
     version = store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='jobs'")}
-    assert int(version) == SCHEMA_VERSION == 3
-    assert {"jobs_user_created_id", "jobs_created_id", "jobs_status"} <= indexes
+    assert int(version) == SCHEMA_VERSION == 4
+    assert {"jobs_user_created_id", "jobs_created_id", "jobs_status", "jobs_parent"} <= indexes
+    assert "parent" in {r[1] for r in store.db.execute("PRAGMA table_info(jobs)")}
+    assert "cache" in {r[1] for r in store.db.execute("PRAGMA table_info(steps)")}
+    tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"step_cache", "metrics", "schedules", "schedule_runs"} <= tables
     assert "jobs_user_created" not in indexes
     page, after = store.job_summaries(local_user(), limit=1000)
     assert [j["id"] for j in page] == ids[local_user()] and after is None

@@ -118,7 +118,7 @@ async def test_unknown_after_cycles_and_cell_level_conflicts(api: Any) -> None:
         (
             None,
             "notebook metadata.jupyter_ext.retires: unknown field; "
-            "allowed fields are image, resources, retries, timeout",
+            "allowed fields are cache, image, resources, retries, timeout",
         )
     ]
 
