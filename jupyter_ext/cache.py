@@ -17,7 +17,9 @@ not ``cache:off``). Before its first attempt the orchestrator asks `StepCache.be
   then that attempt's cell, log, artifact and metric events (the cells show what that run showed;
   an artifact's `location` is this job's linked copy), then a `step.end` carrying `cached_from`.
   The step row is `succeeded` with the cached attempt's number, so later steps load the linked
-  hand-off files like any other;
+  hand-off files like any other. The events and the row change in one transaction; a restart that
+  finds a hit's events under a row still `queued` (written apart by an older version) finishes the
+  row from them rather than replaying the cells twice;
 - a **miss**: the step runs; `steps.cache` says `{key, hit: false, from: null}`, and when it
   succeeds the entry (user, key, job, step, attempt) goes into `step_cache`. Only runs enter the
   cache, never hits: an entry disappears with its job (the foreign key), by `rm`, `prune` or
@@ -281,6 +283,11 @@ class StepCache:
                 return Decision(flight=self._take(user, recorded["key"], job_id, name))
             return Decision()
         try:
+            if await self._resumed(job, spec):
+                return Decision(hit=True)
+        except Exception:  # noqa: BLE001 - then it is looked up as if new
+            log.exception("jupyter-ext: finishing step %s/%s from its stored cache hit failed", job_id, name)
+        try:
             key = await asyncio.to_thread(self._key, job, spec, handoff_in)
         except Exception as exc:  # noqa: BLE001 - a step without a key simply runs
             log.warning("jupyter-ext: no cache key for step %s/%s (%s); running it", job_id, name, exc)
@@ -374,34 +381,50 @@ class StepCache:
         if not linked:
             return False
         artifacts = self.layout.attempt(job_id, name, source["attempt"]).artifacts
-        await self._started(job_id, time.time())
+        now = time.time()
+        await self._started(job_id, now)
         sent = [
             {"type": "step.cached", "step": name, "from": source, "key": key},
             *replayed(events, step=name, artifacts=artifacts),
-            {
-                "type": "step.end",
-                "step": name,
-                "attempt": source["attempt"],
-                "status": "succeeded",
-                "exit_code": 0,
-                "error": None,
-                "cached_from": source,
-            },
+            _cached_end(name, source),
         ]
-        stored = await self._emit(job_id, sent)
-        now = time.time()
-        await self.store.update_step(
+        # The events and the row in one transaction (apart, a crash between them replays the cells twice).
+        await self._emit(
             job_id,
-            name,
-            status="succeeded",
-            attempt=source["attempt"],
-            started=float(stored[0]["ts"]) if stored else now,
-            finished=float(stored[-1]["ts"]) if stored else now,
-            exit_code=0,
-            error=None,
-            handle=None,
-            cache={"key": key, "hit": True, "from": source},
+            [{**event, "ts": now} for event in sent],
+            step=name,
+            step_update=_hit_row(key, source, now, now),
         )
+        return True
+
+    async def _resumed(self, job: JobRecord, spec: StepSpec) -> bool:
+        """A hit whose events are stored but whose row still says queued (a crash between the two,
+        by a version that wrote them apart): finish the row from those events instead of looking up
+        and replaying again. False: there is no such hit (or its hand-off files are gone)."""
+        job_id, name = job["id"], spec.name
+        events = await self.store.step_events(job_id, name)
+        mark = next((e for e in reversed(events) if e["type"] == "step.cached"), None)
+        if mark is None or not isinstance(mark.get("from"), dict):
+            return False
+        source = mark["from"]
+        if not all(self.layout.handoff_file(job_id, name, source["attempt"], v).is_file() for v in spec.outputs):
+            try:  # linked before the events were sent, so normally there; else link them again
+                linked = await asyncio.to_thread(self._link, source, job_id, name, spec.outputs)
+            except OSError as exc:
+                log.warning("jupyter-ext: cached step %s of job %s cannot be finished (%s)", name, job_id, exc)
+                linked = False
+            if not linked:
+                return False
+        started = float(mark.get("ts") or time.time())
+        end = next((e for e in events if e["type"] == "step.end" and e["seq"] > mark["seq"]), None)
+        await self._started(job_id, started)
+        if end is None:
+            now = time.time()
+            row = _hit_row(mark.get("key"), source, started, now)
+            await self._emit(job_id, [{**_cached_end(name, source), "ts": now}], step=name, step_update=row)
+        else:
+            await self.store.update_step(job_id, name, **_hit_row(mark.get("key"), source, started, float(end["ts"])))
+        log.info("jupyter-ext: step %s/%s finished from its stored cache hit (not replayed again)", job_id, name)
         return True
 
     def _link(self, source: dict[str, Any], job_id: str, name: str, outputs: list[str]) -> bool:
@@ -427,9 +450,21 @@ class StepCache:
         return True
 
 
+def _cached_end(step: str, source: dict[str, Any]) -> dict[str, Any]:
+    """The step.end of a step satisfied from the cache (`source`: the attempt it reused)."""
+    end = {"type": "step.end", "step": step, "attempt": source["attempt"], "status": "succeeded"}
+    return {**end, "exit_code": 0, "error": None, "cached_from": source}
+
+
+def _hit_row(key: str | None, source: dict[str, Any], started: float, finished: float) -> dict[str, Any]:
+    """The step row's fields once it is satisfied from the cache."""
+    row = {"status": "succeeded", "attempt": source["attempt"], "started": started, "finished": finished}
+    return {**row, "exit_code": 0, "error": None, "handle": None, "cache": {"key": key, "hit": True, "from": source}}
+
+
 def replayed(events: list[dict[str, Any]], *, step: str, artifacts: Path) -> list[dict[str, Any]]:
     """A cached attempt's stored events as they are sent again in another job: without that job's
-    `v`, `job`, `seq`, `ts` (the store gives new ones), an artifact's name (made again for this
+    `v`, `job`, `seq`, `ts` (new ones are given), an artifact's name (made again for this
     job) and `location` (this job's linked copy), an image output naming its artifact by path
     again (the store names it for this job)."""
     paths = {e["name"]: e["path"] for e in events if e["type"] == "artifact" and "name" in e and "path" in e}

@@ -89,6 +89,8 @@ async def cmd_add(args: argparse.Namespace) -> int:
         for key in ("name", "backend", "kernel"):
             if getattr(args, key) is not None:
                 body[key] = getattr(args, key)
+        if args.fresh:
+            body["fresh"] = True
         schedule = await session.create_schedule(body)
     finally:
         await session.close()
@@ -181,6 +183,9 @@ def add_schedule_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
     add.add_argument("--name")
     add.add_argument("--backend")
     add.add_argument("--kernel")
+    add.add_argument(
+        "--fresh", action="store_true", help="every run runs every step again, ignoring cached results (tag `cache`)"
+    )
     add.add_argument("--json", action="store_true")
     common(add)
     add.set_defaults(fn=cmd_add)

@@ -290,6 +290,8 @@ class Orchestrator:
 
     # -- events ---------------------------------------------------------------------------------------------
     async def _emit(self, job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+        """Store events (`kw`: append_events' step, attempt, step_update: one transaction), then
+        tell the readers, only once they are committed."""
         stored = await self.store.append_events(job_id, events, **kw)
         self.fanout.publish(job_id, stored)
         return stored

@@ -259,7 +259,11 @@ class JobBuilder:
         target = self.layout.handoff_dir(job_id, step, reused["attempt"])
         target.mkdir(parents=True, exist_ok=True)
         for item in source.glob("*.pkl") if source.is_dir() else []:
+            copy = target / item.name
             try:
-                os.link(item, target / item.name)
+                os.link(item, copy)
+            except FileExistsError:  # linked before (a cached step looked up again after a restart)
+                if not os.path.samefile(item, copy):
+                    shutil.copy2(item, copy)
             except OSError:
-                shutil.copy2(item, target / item.name)
+                shutil.copy2(item, copy)

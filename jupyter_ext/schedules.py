@@ -71,6 +71,7 @@ class ScheduleSpec(_Body):
     sweep_parallel: int | None = None
     backend: str | None = Field(None, max_length=200)
     kernel: str | None = Field(None, max_length=200)
+    fresh: bool = Field(False, description="true: every run ignores cached results (its steps all run)")
 
     @field_validator("notebook")
     @classmethod
@@ -96,13 +97,15 @@ class ScheduleSpec(_Body):
 
 
 class SchedulePatch(_Body):
-    """`PATCH schedules/{id}`: pause or resume, change when or with what it runs, or retake the snapshot."""
+    """`PATCH schedules/{id}`: pause or resume, change when or with what it runs (`fresh`: whether its
+    runs ignore cached results), or retake the snapshot."""
 
     paused: bool | None = None
     cron: str | None = Field(None, max_length=200)
     timezone: str | None = Field(None, max_length=64)
     name: str | None = Field(None, max_length=200)
     parameters: dict[str, Any] | None = None
+    fresh: bool | None = Field(None, description="true: every run ignores cached results (its steps all run)")
     snapshot: bool | None = Field(None, description="true: take a new snapshot of the notebook now")
 
     @field_validator("cron")
@@ -140,6 +143,7 @@ def schedule_view(row: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, 
         "sweep_mode": spec.get("sweep_mode") or "grid",
         "backend": spec.get("backend"),
         "kernel": spec.get("kernel"),
+        "fresh": bool(spec.get("fresh")),
         "created": iso(row["created"]),
         "updated": iso(row["updated"]),
         "snapshot_taken": iso(spec.get("snapshot_taken")),
@@ -223,6 +227,7 @@ class Scheduler:
                 "sweep_parallel": spec.sweep_parallel,
                 "backend": spec.backend,
                 "kernel": spec.kernel,
+                "fresh": spec.fresh,
                 "snapshot_taken": now,
             },
             "paused": False,
@@ -239,7 +244,7 @@ class Scheduler:
         return await self._view(stored)
 
     async def update(self, schedule_id: str, body: Any, user: str) -> dict[str, Any]:
-        """Pause, resume, change cron/timezone/parameters/name, or retake the snapshot."""
+        """Pause, resume, change cron/timezone/parameters/name/fresh, or retake the snapshot."""
         patch = parse(SchedulePatch, body)
         row = await self.store.get_schedule(schedule_id, user)
         spec = dict(row["spec"])
@@ -253,6 +258,8 @@ class Scheduler:
         paused = bool(row["paused"]) if patch.paused is None else patch.paused
         if patch.parameters is not None:
             spec["parameters"] = patch.parameters
+        if patch.fresh is not None:
+            spec["fresh"] = patch.fresh
         now = self.now()
         if patch.snapshot or patch.parameters is not None:  # checked as a run would be (pausing never is)
             job = self._job_spec(row["notebook"], spec, row["name"])  # the new parameters with the sweep
@@ -286,6 +293,8 @@ class Scheduler:
                 body[key] = spec[key]
         if name:
             body["name"] = name
+        if spec.get("fresh"):
+            body["fresh"] = True
         if spec.get("sweep"):
             body["sweep"] = spec["sweep"]
             body["sweep_mode"] = spec.get("sweep_mode") or "grid"

@@ -463,17 +463,20 @@ class Store(ScheduleRows):
 
     def update_step(self, job_id: str, name: str, *, expect_attempt: int | None = None, **fields: Any) -> bool:
         """Update a step; with expect_attempt, only if that attempt is still the current one."""
-        for key in _JSON_STEP:
-            if key in fields and fields[key] is not None:
-                fields[key] = json.dumps(fields[key])
-        sets = ", ".join(f"{k}=?" for k in fields)
-        query = f"UPDATE steps SET {sets} WHERE job_id=? AND name=?"  # noqa: S608 - keys are ours
-        args: list[Any] = [*fields.values(), job_id, name]
+        query, args = self._step_update(job_id, name, fields)
         if expect_attempt is not None:
             query += " AND attempt=?"
             args.append(expect_attempt)
         with self._tx() as db:
             return db.execute(query, args).rowcount > 0
+
+    @staticmethod
+    def _step_update(job_id: str, name: str, fields: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The UPDATE of one step row setting `fields` (its JSON columns encoded), and its arguments."""
+        values = {k: json.dumps(v) if k in _JSON_STEP and v is not None else v for k, v in fields.items()}
+        sets = ", ".join(f"{k}=?" for k in values)
+        query = f"UPDATE steps SET {sets} WHERE job_id=? AND name=?"  # noqa: S608 - keys are ours
+        return query, [*values.values(), job_id, name]
 
     def mark_started(self, job_id: str, when: float) -> bool:
         """A queued job becomes running (its first step started); False if it was not queued."""
@@ -562,9 +565,14 @@ class Store(ScheduleRows):
         *,
         step: str | None = None,
         attempt: int | None = None,
+        step_update: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Store events, giving each the next `seq`. Runner events (with `n`) of a step attempt are
-        stored only if newer than what was consumed; returns the events actually stored."""
+        stored only if newer than what was consumed; returns the events actually stored.
+        `step_update`: fields of the row of `step` set in the same transaction (a cached step's
+        hit: its events and its row change together, or neither does)."""
+        if step_update and step is None:
+            raise ValueError("step_update needs the step whose row it changes")
         stored: list[dict[str, Any]] = []
         with self._tx() as db:
             row = db.execute(
@@ -608,6 +616,8 @@ class Store(ScheduleRows):
             db.execute("UPDATE jobs SET last_seq=? WHERE id=?", (seq, job_id))
             if consumed is not None:
                 db.execute("UPDATE steps SET consumed=? WHERE job_id=? AND name=?", (consumed, job_id, step))
+            if step_update and step is not None:
+                db.execute(*self._step_update(job_id, step, step_update))
         return stored
 
     def _artifact(self, db: sqlite3.Connection, job_id: str, event: dict[str, Any], single: bool) -> str:

@@ -290,8 +290,8 @@ export class ScheduleDialogBody extends Panel {
     if (!problem.done) {
       throw new Error(problem.value);
     }
-    // The Run part's answer; its "Ignore cached results" is not offered here (hidden: a
-    // schedule's runs use the cache as the notebook's tags say).
+    // The Run part's answer; its "Ignore cached results" makes every run of the schedule run
+    // every step again (a nightly job whose steps read new data).
     const choice = this.run.getValue();
     const { name, cron, timezone } = this.fields.inputs;
     const spec: IScheduleSpec = {
@@ -302,6 +302,9 @@ export class ScheduleDialogBody extends Panel {
       backend: choice.backend,
       parameters: choice.parameters
     };
+    if (choice.fresh) {
+      spec.fresh = true;
+    }
     if (choice.sweep && Object.keys(choice.sweep).length) {
       spec.sweep = choice.sweep;
       if (choice.sweep_mode) {

@@ -319,6 +319,12 @@ export class SchedulesSection {
       const swept = Object.entries(schedule.sweep).map(([k, v]) => `${k}=${v.length} values`);
       notebook.append(el('span', 'jp-ext-Schedule-params', ` · sweep ${swept.join(', ')}`));
     }
+    if (schedule.fresh) {
+      const fresh = el('span', 'jp-ext-Schedule-params', ' · fresh');
+      fresh.title = 'Each run ignores cached results: every step runs again';
+      fresh.dataset.testid = 'jupyter-ext-schedule-fresh';
+      notebook.append(fresh);
+    }
     item.append(notebook);
 
     const when = el('div', 'jp-ext-Schedule-when');

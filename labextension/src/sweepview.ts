@@ -13,6 +13,10 @@ import { formatSeconds } from './jobstate';
 import { IPlotPoint, renderPlot, seriesOf } from './plot';
 import { ISweep, ISweepChild, TERMINAL } from './tokens';
 
+/** A run's duration: tenths under 10 s (runs of a sweep are often short: 0.9s, not 1s or 0s). */
+export function runSeconds(seconds: number): string {
+  return seconds < 9.95 ? `${Math.max(0, seconds).toFixed(1)}s` : formatSeconds(seconds);
+}
 /** A column of the table: a swept parameter, a metric, the status or the duration. */
 export interface IColumn {
   key: string;
@@ -436,7 +440,7 @@ export class SweepView extends Widget {
         if (c.kind === 'status') {
           td.append(statusBadge(child.status));
         } else if (c.kind === 'duration') {
-          td.textContent = typeof value === 'number' ? formatSeconds(value) : '–';
+          td.textContent = typeof value === 'number' ? runSeconds(value) : '–';
         } else {
           td.textContent = cellText(value);
           if (typeof value === 'number') {

@@ -321,6 +321,8 @@ export interface ISchedule {
   sweep_mode: 'grid' | 'zip' | null;
   backend: string | null;
   kernel?: string | null;
+  /** Whether its runs ignore cached results (every step runs each time). */
+  fresh: boolean;
   /** When it was made (ISO 8601 UTC). */
   created: string;
   /** When the notebook snapshot the runs use was taken (ISO 8601 UTC). */
@@ -346,6 +348,8 @@ export interface IScheduleSpec {
   sweep_parallel?: number | null;
   backend?: string | null;
   kernel?: string | null;
+  /** Each run ignores cached results: every step runs again (new data each night). */
+  fresh?: boolean;
 }
 
 /** `PATCH schedules/{id}`: what to change; `snapshot: true` takes a new notebook snapshot now. */
@@ -354,5 +358,7 @@ export interface ISchedulePatch {
   cron?: string;
   timezone?: string;
   parameters?: { [name: string]: any };
+  /** Whether its runs ignore cached results. */
+  fresh?: boolean;
   snapshot?: true;
 }

@@ -34,7 +34,7 @@ def test_add_ls_pause_resume_snapshot_rm_without_a_server(
 
     (listed,) = json.loads(run("ls", "--json").stdout)
     assert listed["id"] == schedule_id and listed["notebook"] == "hello.ipynb"
-    assert listed["parameters"] == {"count": 2} and listed["paused"] is False
+    assert listed["parameters"] == {"count": 2} and listed["paused"] is False and listed["fresh"] is False
     assert listed["next_run_iso"].endswith(("T02:30:00+01:00", "T02:30:00+02:00"))
     table = run("ls").stdout
     assert schedule_id in table and "Europe/Berlin" in table
@@ -48,11 +48,14 @@ def test_add_ls_pause_resume_snapshot_rm_without_a_server(
     snapshot = run("snapshot", short)
     assert snapshot.returncode == 0 and "snapshot taken" in snapshot.stdout
 
-    swept = run("add", "hello.ipynb", "--cron", "@daily", "--sweep", "count=1,2", "--sweep", "delay=0,0.1", "--zip")
+    swept = run(
+        "add", "hello.ipynb", "--cron", "@daily", "--sweep", "count=1,2", "--sweep", "delay=0,0.1", "--zip", "--fresh"
+    )
     assert swept.returncode == 0, swept.stderr
     by_id = {s["id"]: s for s in json.loads(run("ls", "--json").stdout)}
     sweep = by_id[swept.stdout.strip()]
     assert sweep["sweep"] == {"count": [1, 2], "delay": [0, 0.1]} and sweep["sweep_mode"] == "zip"
+    assert sweep["fresh"] is True, "--fresh: its runs ignore cached results"
 
     removed = run("rm", schedule_id, swept.stdout.strip())
     assert removed.returncode == 0 and removed.stdout.count("deleted schedule") == 2

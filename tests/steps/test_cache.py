@@ -232,3 +232,72 @@ def test_the_cli_says_where_a_step_came_from_and_runs_fresh(tmp_path: Path) -> N
     fresh = cli("run", str(nb), "--local", "--fresh")
     assert "cached from" not in fresh.stderr
     assert all(f"[{step}] started" in fresh.stderr for step in ("load", "train", "report"))
+
+
+async def test_a_hit_cut_short_by_a_crash_is_not_replayed_again_after_the_restart(make: Any, tmp_path: Path) -> None:
+    """A hit's events and its step row are one transaction: a server that dies right after storing
+    them leaves a succeeded row, and the next server (reconcile) does not replay the cells again. A
+    hit whose events an older version stored without the row is finished from those events."""
+    from jupyter_ext.cache import replayed
+
+    h = await make(gpus=[], warm_pool=1)
+    nb = write(tmp_path, "crash.ipynb")
+    first, events1, _ = await run(h, nb)
+
+    # the server dies just after the hit of `load` is stored: its emit never returns
+    real, stored = h.orch.step_cache._emit, asyncio.Event()
+
+    async def dies_after_storing(job_id: str, events: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+        await real(job_id, events, **kw)
+        if any(e["type"] == "step.cached" for e in events):
+            stored.set()
+            await asyncio.Event().wait()
+        return []
+
+    h.orch.step_cache._emit = dies_after_storing
+    second, _ = await h.orch.submit(JobSpec(notebook=nb), "tester")
+    await asyncio.wait_for(stored.wait(), 120)
+    await h.orch.stop()
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith(f"step {second['id']}/"):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    h2 = await make(gpus=[], warm_pool=1)  # a new server over the same store and data folder
+    events2 = await h2.events(second["id"])
+    view2 = job_view(await h2.store.get_job(second["id"]))
+    assert view2["status"] == "succeeded", view2["error"]
+    for step in ("load", "train", "report"):
+        assert outputs(events2, step) == outputs(events1, step), f"{step}'s cells are shown once"
+    assert [e["step"] for e in events2 if e["type"] == "step.cached"] == ["load", "train", "report"]
+    assert ran(events2) == []
+    for row in view2["steps"]:
+        assert row["status"] == "succeeded" and row["cache"]["hit"] is True, row
+        assert row["cache"]["from"] == {"job": first, "step": row["name"], "attempt": 1}
+
+    # an older version stored a hit's events, then died before the row said so
+    third, _ = await h2.orch.submit(JobSpec(notebook=nb), "tester", drive=False)
+    source = {"job": first, "step": "load", "attempt": 1}
+    spec = next(s for s in third["steps"] if s["name"] == "load")["spec"]
+    await asyncio.to_thread(h2.orch.step_cache._link, source, third["id"], "load", spec["outputs"])
+    kept = [e for e in events1 if e.get("step") == "load" and e["type"] in ("cell.start", "cell.output", "cell.end")]
+    artifacts = h2.orch.layout.attempt(third["id"], "load", 1).artifacts
+    await h2.store.append_events(
+        third["id"],
+        [
+            {"type": "step.cached", "step": "load", "from": source, "key": cache_of(view2)["load"]["key"]},
+            *replayed(kept, step="load", artifacts=artifacts),
+            {"type": "step.end", "step": "load", "attempt": 1, "status": "succeeded", "cached_from": source},
+        ],
+    )
+    h2.orch.drive(third["id"])  # what reconcile does for an unfinished job
+    events3 = await h2.events(third["id"])
+    view3 = job_view(await h2.store.get_job(third["id"]))
+    assert view3["status"] == "succeeded", view3["error"]
+    assert outputs(events3, "load") == outputs(events1, "load"), "load's cells are shown once"
+    assert [e["step"] for e in events3 if e["type"] == "step.cached"] == ["load", "train", "report"]
+    assert ran(events3) == []
+    load = next(s for s in view3["steps"] if s["name"] == "load")
+    assert load["status"] == "succeeded"
+    assert load["cache"] == {"key": cache_of(view2)["load"]["key"], "hit": True, "from": source}
+    assert load["started"] and load["finished"]

@@ -353,3 +353,26 @@ async def test_activity_is_reported_while_there_is_work_and_as_configured() -> N
         settings.clear()
         reporter.job_changed()  # a job started or ended
         assert (SETTING in settings) is (mode != "off")
+
+
+async def test_a_fresh_schedule_fires_fresh_runs(tmp_path: Path, clock: Clock) -> None:
+    """`fresh` (a nightly job whose steps read new data): each run's job ignores cached results;
+    PATCH turns it off and on; a schedule without it runs as any job does."""
+    w = World(tmp_path, clock)
+    nb = write_notebook(w.root)
+    made = await w.scheduler.create({"notebook": nb, "cron": "* * * * *", "fresh": True}, "ada")
+    plain = await w.scheduler.create({"notebook": nb, "cron": "* * * * *"}, "ada")
+    assert made["fresh"] is True and plain["fresh"] is False
+    try:
+        clock.t += 50
+        assert await w.scheduler.fire_due() == 2
+        fired = {run["schedule"]: run["spec"] for run in w.submitted}
+        assert fired[made["id"]].fresh is True and fired[plain["id"]].fresh is False
+        assert (await w.scheduler.update(made["id"], {"fresh": False}, "ada"))["fresh"] is False
+        assert (await w.scheduler.update(plain["id"], {"fresh": True}, "ada"))["fresh"] is True
+        clock.t += MINUTE
+        assert await w.scheduler.fire_due() == 2
+        fired = {run["schedule"]: run["spec"] for run in w.submitted[2:]}
+        assert fired[made["id"]].fresh is False and fired[plain["id"]].fresh is True
+    finally:
+        await w.close()

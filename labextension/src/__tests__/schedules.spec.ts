@@ -22,6 +22,7 @@ function schedule(over: Partial<ISchedule> = {}): ISchedule {
     sweep: null,
     sweep_mode: null,
     backend: 'local',
+    fresh: false,
     created: '2026-11-20T08:00:00Z',
     snapshot_taken: '2026-11-22T08:00:00Z',
     next_run: NOW / 1000 + 3 * HOUR,
@@ -197,7 +198,14 @@ describe('SchedulesSection', () => {
           }
         ]
       }),
-      schedule({ id: 's2', name: 'weekly', cron: '7 3 * * 1', paused: true, next_run: null })
+      schedule({
+        id: 's2',
+        name: 'weekly',
+        cron: '7 3 * * 1',
+        paused: true,
+        next_run: null,
+        fresh: true
+      })
     ]);
     await view.refresh();
     const node = view.node;
@@ -236,6 +244,8 @@ describe('SchedulesSection', () => {
     expect(q(active, 'jupyter-ext-schedule-pause')).toHaveLength(1);
     expect(q(active, 'jupyter-ext-schedule-paused')).toHaveLength(0);
 
+    expect(q(active, 'jupyter-ext-schedule-fresh')).toHaveLength(0);
+    expect(q(paused, 'jupyter-ext-schedule-fresh')[0].textContent).toBe(' · fresh');
     expect(q(paused, 'jupyter-ext-schedule-paused')[0].textContent).toBe('paused');
     expect(q(paused, 'jupyter-ext-schedule-next')[0].textContent).toBe('Paused: no next run');
     expect(q(paused, 'jupyter-ext-schedule-when')[0].textContent).toBe(
@@ -441,20 +451,20 @@ describe('ScheduleDialogBody', () => {
     Widget.detach(body);
   });
 
-  it('passes a sweep from the Run part on, and not its "Ignore cached results"', async () => {
+  it('passes a sweep and "Ignore cached results" (fresh) from the Run part on', async () => {
     const { client } = dialogServer(() => reply(500, {}));
     const body = new ScheduleDialogBody(client, 'train.ipynb');
     Widget.attach(body, document.body);
     await body.ready;
     q<HTMLButtonElement>(body.node, 'jupyter-ext-sweep-add')[0].click();
     type(input(body, 'jupyter-ext-sweep-values'), '1, 2');
-    const fresh = q<HTMLInputElement>(body.node, 'jupyter-ext-submit-fresh')[0];
-    if (fresh) {
-      fresh.checked = true;
-    }
+    const fresh = q<HTMLInputElement>(body.node, 'jupyter-ext-submit-fresh');
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0].closest('label')!.textContent).toContain('Ignore cached results');
+    expect(body.getValue()).not.toHaveProperty('fresh');
+    fresh[0].checked = true;
     const spec = body.getValue();
-    expect(spec).toMatchObject({ sweep: { epochs: [1, 2] }, parameters: {} });
-    expect(spec).not.toHaveProperty('fresh');
+    expect(spec).toMatchObject({ sweep: { epochs: [1, 2] }, parameters: {}, fresh: true });
     Widget.detach(body);
   });
 
@@ -523,12 +533,13 @@ describe('submitSchedule', () => {
     expect(body.node.querySelector('.jp-mod-error')).not.toBeNull();
     type(input(body, 'jupyter-ext-schedule-timezone'), 'Etc/UTC');
     expect(fieldError(body, 'timezone').hidden).toBe(true);
+    q<HTMLInputElement>(body.node, 'jupyter-ext-submit-fresh')[0].checked = true;
     expect((await submitSchedule(client, body))?.id).toBe('new');
     const bodies = calls.filter(c => c.path === 'schedules').map(c => c.body);
     const sent = { notebook: 'train.ipynb', cron: '0 2 * * *', name: 'train', backend: 'local' };
     expect(bodies).toEqual([
       { ...sent, timezone: 'UTC', parameters: {} },
-      { ...sent, timezone: 'Etc/UTC', parameters: {} }
+      { ...sent, timezone: 'Etc/UTC', parameters: {}, fresh: true }
     ]);
     // A local problem is not sent.
     type(input(body, 'jupyter-ext-schedule-cron'), 'nightly');

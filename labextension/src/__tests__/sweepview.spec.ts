@@ -28,6 +28,7 @@ import {
   compareValues,
   defaultGoal,
   plotPoints,
+  runSeconds,
   sortChildren,
   sweepColumns,
   sweepProgress,
@@ -510,6 +511,12 @@ describe('SweepView', () => {
       '0.5',
       'succeeded',
       '12s'
+    ]);
+    expect([runSeconds(0.919), runSeconds(0), runSeconds(9.96), runSeconds(75)]).toEqual([
+      '0.9s',
+      '0.0s',
+      '10s',
+      '1m15s'
     ]);
     // the goal toggles to highest; another metric
     node.querySelector<HTMLButtonElement>('[data-testid="jupyter-ext-sweep-goal"]')!.click();
