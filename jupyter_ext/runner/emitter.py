@@ -48,6 +48,11 @@ class Emitter:
             except OSError:
                 self._n = 0
 
+    @property
+    def count(self) -> int:
+        """How many events this attempt has written so far (the last `n`)."""
+        return self._n
+
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Write one event and return it."""
         with self._lock:

@@ -134,6 +134,7 @@ def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
         emitter.emit("step.start", pid=os.getpid(), host=platform.node(), python=platform.python_version())
         import nbformat
         import papermill
+        from nbclient.exceptions import DeadKernelError
         from papermill.exceptions import PapermillExecutionError
 
         from .engine import KernelDied
@@ -159,8 +160,9 @@ def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
         elif km is not None:
             km.shutdown_kernel(now=True)
             km = None
-        try:
-            result = papermill.execute_notebook(
+
+        def execute(warm: dict[str, Any]) -> Any:
+            return papermill.execute_notebook(
                 args.notebook,
                 str(executed),
                 parameters=parameters,
@@ -175,6 +177,20 @@ def run(args: argparse.Namespace, km: Any = None, kc: Any = None) -> int:
                 cancel=cancel,
                 **warm,
             )
+
+        try:
+            before = emitter.count
+            try:
+                result = execute(warm)
+            except DeadKernelError:
+                if not warm or emitter.count != before:
+                    raise
+                # The warm kernel died after the check above and before the step's first cell (a
+                # kill racing the hand-over): not the step's death; a fresh kernel runs the step.
+                print("jupyter-ext: the warm kernel died before the step began; starting a fresh one", file=sys.stderr)
+                _forget(km)
+                km, warm = None, {}
+                result = execute(warm)
             saved = set(getattr(result, "saved_artifacts", set()) or set())
         except PapermillExecutionError as exc:
             status, code = "failed", 1

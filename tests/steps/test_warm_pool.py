@@ -131,3 +131,41 @@ async def test_a_standby_kernel_that_died_while_waiting_is_replaced(make: Any, t
     job = await h.store.get_job(job_id)
     assert job["status"] == "succeeded", job["error"]
     assert "ran 42" in stdout(events)
+
+
+def test_a_warm_kernel_that_dies_after_the_check_is_replaced(tmp_path: Path, monkeypatch: Any) -> None:
+    """The pool's kernel dies between the runner's alive check and the step's first cell (a kill
+    racing the hand-over; under load the check can still see a dying kernel as alive): the step
+    runs in a fresh kernel instead of failing with DeadKernelError (it did, under load)."""
+    import json
+    import os
+    import signal
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    from jupyter_ext.runner import main as runner_main
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    pid = km.provisioner.pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while km.is_alive() and time.monotonic() < deadline:  # dead for certain before the step begins
+        time.sleep(0.05)
+    assert not km.is_alive()
+    monkeypatch.setattr(runner_main, "_alive", lambda _km: True)  # the check saw it alive
+    nb_path = tmp_path / notebook(tmp_path, "race.ipynb", "print('ran', 6 * 7)")
+    attempt = tmp_path / "attempt"
+    args = runner_main.parse_args(
+        ["--notebook", str(nb_path), "--attempt-dir", str(attempt), "--job", "j", "--no-html"]
+    )
+    monkeypatch.setenv("JUPYTER_EXT_KERNEL_PID_FILE", str(attempt / "kernel.pid"))
+    code = runner_main.run(args, km=km, kc=kc)
+    events = [json.loads(line) for line in (attempt / "events.jsonl").read_text().splitlines()]
+    end = [e for e in events if e["type"] == "step.end"][-1]
+    assert (code, end["status"]) == (0, "succeeded"), end["error"]
+    assert "ran 42" in "".join(e["output"].get("text", "") for e in events if e["type"] == "cell.output")
