@@ -176,9 +176,7 @@ class JupyterExt(ExtensionApp):
             upload_ttl=self.upload_ttl or None,
             cleanup_interval=max(0.01, self.cleanup_interval),
         )
-        self.scheduler = Scheduler(
-            store=self.store, orchestrator=self.orchestrator, data_dir=self.data_dir, catch_up=self.schedule_catch_up
-        )
+        self.scheduler = Scheduler(store=self.store, orchestrator=self.orchestrator, catch_up=self.schedule_catch_up)
         self.settings["jupyter_ext"] = self
         self.log.info("jupyter-ext: jobs in %s, backends %s", self.data_dir, ", ".join(sorted(self.backends)))
 

@@ -42,14 +42,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .layout import JobLayout
+from .layout import JobLayout, link_file
 from .models import StepSpec
 from .notebook.handoff import CellSyntaxError, scan_cell, to_python
 from .notebook.parameters import PARAMETER_TAGS
@@ -407,14 +406,13 @@ class StepCache:
         if mark is None or not isinstance(mark.get("from"), dict):
             return False
         source = mark["from"]
-        if not all(self.layout.handoff_file(job_id, name, source["attempt"], v).is_file() for v in spec.outputs):
-            try:  # linked before the events were sent, so normally there; else link them again
-                linked = await asyncio.to_thread(self._link, source, job_id, name, spec.outputs)
-            except OSError as exc:
-                log.warning("jupyter-ext: cached step %s of job %s cannot be finished (%s)", name, job_id, exc)
-                linked = False
-            if not linked:
-                return False
+        try:  # linked before the events were sent, so normally there already (a link kept is a no-op)
+            linked = await asyncio.to_thread(self._link, source, job_id, name, spec.outputs)
+        except OSError as exc:
+            log.warning("jupyter-ext: cached step %s of job %s cannot be finished (%s)", name, job_id, exc)
+            linked = False
+        if not linked:
+            return False
         started = float(mark.get("ts") or time.time())
         end = next((e for e in events if e["type"] == "step.end" and e["seq"] > mark["seq"]), None)
         await self._started(job_id, started)
@@ -441,12 +439,7 @@ class StepCache:
                 item = Path(folder) / file
                 copy = target / item.relative_to(origin)
                 copy.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(item, copy)
-                except FileExistsError:
-                    pass
-                except OSError:
-                    shutil.copy2(item, copy)
+                link_file(item, copy)
         return True
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from . import session as sessions
-from .cli_args import parse_value, sweep_spec
+from .cli_args import parse_value, resolve_prefix, sweep_spec
 from .cli_render import Renderer, duration, status_words, sweep_progress, sweep_table, table
 from .contract import TERMINAL
 from .errors import Conflict, JupyterExtError, NotFound, ValidationError
@@ -60,13 +60,7 @@ async def resolve_job(session: Session, given: str) -> str:
     whose id starts with it; several or none are said with the ids that would do."""
     if len(given) >= 12 or not given:
         return given
-    matches = [j["id"] for j in await session.jobs() if str(j["id"]).startswith(given)]
-    if len(matches) == 1:
-        return str(matches[0])
-    if not matches:
-        raise NotFound(f"no job {given!r}: none of your job ids starts with it; `jupyter-ext ls` lists them")
-    listed = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
-    raise ValidationError(f"{given!r} starts {len(matches)} job ids ({listed}); give more of the id")
+    return resolve_prefix([str(j["id"]) for j in await session.jobs()], given, "job", "`jupyter-ext ls` lists them")
 
 
 # -- commands -------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import ast
 import json
 from typing import Any
 
-from .errors import ValidationError
+from .errors import NotFound, ValidationError
 
 
 # -- parameters -------------------------------------------------------------------------------------------------
@@ -81,3 +81,18 @@ def sweep_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.parallel is not None:
         spec["sweep_parallel"] = args.parallel
     return spec
+
+
+def resolve_prefix(ids: list[str], given: str, what: str, listing: str) -> str:
+    """An id, or the start of one as titles show it (`a1b2c3`): the one of `ids` (the user's jobs or
+    schedules, `what`) that starts with it; several or none are said with the ids that would do,
+    and `listing`, the command that lists them."""
+    if len(given) >= 12 or not given:
+        return given
+    matches = [i for i in ids if str(i).startswith(given)]
+    if len(matches) == 1:
+        return str(matches[0])
+    if not matches:
+        raise NotFound(f"no {what} {given!r}: none of your {what} ids starts with it; {listing}")
+    listed = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+    raise ValidationError(f"{given!r} starts {len(matches)} {what} ids ({listed}); give more of the id")

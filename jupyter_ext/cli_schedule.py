@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import session as sessions
-from .cli_args import parse_value, sweep_spec
+from .cli_args import parse_value, resolve_prefix, sweep_spec
 from .cli_render import table
 from .errors import NotFound, ValidationError
 from .session import InProcessSession, Session
@@ -37,12 +37,8 @@ async def resolve_schedule(session: Session, given: str) -> str:
     """A schedule id, or the start of one: the one schedule of yours whose id starts with it."""
     if len(given) >= 12 or not given:
         return given
-    matches = [s["id"] for s in await session.schedules() if str(s["id"]).startswith(given)]
-    if len(matches) == 1:
-        return str(matches[0])
-    if not matches:
-        raise NotFound(f"no schedule {given!r}: none of your schedule ids starts with it; `jupyter-ext schedule ls`")
-    raise ValidationError(f"{given!r} starts {len(matches)} schedule ids ({', '.join(matches[:10])}); give more")
+    ids = [str(s["id"]) for s in await session.schedules()]
+    return resolve_prefix(ids, given, "schedule", "`jupyter-ext schedule ls` lists them")
 
 
 def notebook_for(session: Session, given: str) -> str:

@@ -81,27 +81,19 @@ def _repeated(when: datetime, zone: ZoneInfo) -> bool:
     return first.utcoffset() != second.utcoffset() and when.timestamp() == second.timestamp()
 
 
-def check_cron(expr: str, timezone: str = "UTC", now: float | None = None) -> str:
+def check_cron(expr: str) -> str:
     """`expr` if croniter reads it and it ever runs, else ValueError saying why."""
     from croniter import CroniterError
 
     cron_fields(expr)
     try:
-        next_run(expr, timezone if _valid_zone(timezone) else "UTC", time.time() if now is None else now)
+        next_run(expr, "UTC", time.time())
     except CroniterError as exc:
         why = str(exc)
         if "find" in why and "date" in why:
             raise ValueError(f"{shown(expr)} never comes (no date matches it); {_CRON_HELP}") from None
         raise ValueError(f"{shown(expr)} is not a cron expression ({cut(why, 200)}); {_CRON_HELP}") from None
     return " ".join(expr.split())
-
-
-def _valid_zone(name: str) -> bool:
-    try:
-        zone_named(name)
-    except ValueError:
-        return False
-    return True
 
 
 def local_iso(ts: float | None, timezone: str) -> str | None:

@@ -25,7 +25,9 @@ out, and a symlink loop is a 400 naming the field, not a 500.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,19 @@ NOTEBOOK = "notebook.ipynb"
 STEP_NOTEBOOK = "step.ipynb"
 HANDOFF = ATTEMPT_HANDOFF
 ARTIFACTS = ATTEMPT_ARTIFACTS
+
+
+def link_file(item: Path, copy: Path) -> None:
+    """Give `copy` the bytes of `item` as a hard link (a copy where links cannot be made); a `copy`
+    that is that link already stays (blocking). A job that reuses another's files keeps its own
+    links, so deleting the other job later cannot break it."""
+    try:
+        os.link(item, copy)
+    except FileExistsError:
+        if not os.path.samefile(item, copy):
+            shutil.copy2(item, copy)
+    except OSError:
+        shutil.copy2(item, copy)
 
 
 def resolved(path: Path, relative: str, field: str) -> Path:

@@ -24,7 +24,7 @@ import nbformat
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .errors import NotFound, ValidationError
-from .layout import JobLayout
+from .layout import JobLayout, link_file
 from .models import JobSpec, Resources, StepSpec
 from .notebook import plan_notebook, slice_step
 from .notebook.parameters import check_parameters
@@ -259,11 +259,4 @@ class JobBuilder:
         target = self.layout.handoff_dir(job_id, step, reused["attempt"])
         target.mkdir(parents=True, exist_ok=True)
         for item in source.glob("*.pkl") if source.is_dir() else []:
-            copy = target / item.name
-            try:
-                os.link(item, copy)
-            except FileExistsError:  # linked before (a cached step looked up again after a restart)
-                if not os.path.samefile(item, copy):
-                    shutil.copy2(item, copy)
-            except OSError:
-                shutil.copy2(item, copy)
+            link_file(item, target / item.name)  # linked before: a cached step looked up again after a restart

@@ -171,7 +171,6 @@ class Scheduler:
         *,
         store: AsyncStore,
         orchestrator: Orchestrator,
-        data_dir: str | Path,
         catch_up: str = "once",
         now: Callable[[], float] = time.time,
         max_sleep: float = 60.0,
@@ -180,7 +179,6 @@ class Scheduler:
             raise ValueError(f"catch_up: {catch_up!r}; one of {', '.join(CATCH_UP)}")
         self.store = store
         self.orchestrator = orchestrator
-        self.data_dir = Path(data_dir)
         self.catch_up_policy = catch_up
         self.now = now
         self.max_sleep = max_sleep  # a look at the store at least this often (another server's changes)

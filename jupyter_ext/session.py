@@ -330,9 +330,7 @@ class InProcessSession:
         if self._scheduler is None:
             from .schedules import Scheduler
 
-            self._scheduler = Scheduler(
-                store=self.store, orchestrator=self.orchestrator, data_dir=self.orchestrator.data_dir
-            )
+            self._scheduler = Scheduler(store=self.store, orchestrator=self.orchestrator)
         return self._scheduler
 
     async def schedules(self) -> list[dict[str, Any]]:

@@ -243,6 +243,16 @@ class Store(ScheduleRows):
     def create_job(self, job: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[JobRecord, bool]:
         """Insert a job with its steps. With an idempotency key already used by this user,
         return the existing job instead (created=False)."""
+        return self._create(job, steps, [])
+
+    def _create(
+        self,
+        job: dict[str, Any],
+        steps: list[dict[str, Any]],
+        children: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    ) -> tuple[JobRecord, bool]:
+        """`job` with its steps, and its `children` (a sweep's runs, each with its steps), in one
+        transaction; the user's job with the same idempotency key instead, if there is one."""
         with self._tx() as db:
             key = job.get("idempotency_key")
             if key:
@@ -252,6 +262,8 @@ class Store(ScheduleRows):
                 if row:
                     return self._job(row["id"]), False
             self._insert_job(db, job, steps)
+            for child, child_steps in children:
+                self._insert_job(db, {**child, "parent": job["id"]}, child_steps)
         return self._job(job["id"]), True
 
     @staticmethod
@@ -697,18 +709,7 @@ class Store(ScheduleRows):
     ) -> tuple[JobRecord, bool]:
         """Insert a sweep job and all its runs (each with its steps) in one transaction. With an
         idempotency key already used by this user, the existing job instead (created=False)."""
-        with self._tx() as db:
-            key = sweep.get("idempotency_key")
-            if key:
-                row = db.execute(
-                    "SELECT id FROM jobs WHERE user=? AND idempotency_key=?", (sweep["user"], key)
-                ).fetchone()
-                if row:
-                    return self._job(row["id"]), False
-            self._insert_job(db, sweep, [])
-            for child, steps in children:
-                self._insert_job(db, {**child, "parent": sweep["id"]}, steps)
-        return self._job(sweep["id"]), True
+        return self._create(sweep, [], children)
 
     def sweep_runs(self, sweep_id: str) -> list[dict[str, Any]]:
         """The runs of a sweep in the order of their combinations: id, name, parameters, status,

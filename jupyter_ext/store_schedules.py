@@ -32,10 +32,6 @@ class ScheduleRows:
         @staticmethod
         def _row(row: sqlite3.Row | None, json_fields: Iterable[str]) -> dict[str, Any] | None: ...
 
-    # A schedule's row (schedules.py makes and reads them): its cron and zone, `spec` (JSON: parameters,
-    # sweep, backend, kernel, snapshot_taken), `paused`, and `next_run` (epoch s; NULL while paused).
-    # `schedule_runs` has one row per fired run: its PRIMARY KEY (schedule_id, due) is what keeps two
-    # servers on one database from firing the same run twice.
     def create_schedule(self, row: dict[str, Any]) -> dict[str, Any]:
         with self._tx() as db:
             db.execute(

@@ -10,6 +10,7 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 import { PanelLayout, Widget } from '@lumino/widgets';
 import { ICellMessage, IRunRecord, pyValue } from './cellsync';
+import { shortId } from './jobstate';
 import { cellsLabel, chipText } from './labels';
 import {
   CheckState,
@@ -162,9 +163,9 @@ export class CellBar extends Widget {
     }
     this.cached.hidden = false;
     this.cached.dataset.job = from.job;
-    this.cached.textContent = `cached from job ${from.job.slice(0, 6)}`;
+    this.cached.textContent = `cached from job ${shortId(from.job)}`;
     this.cached.title =
-      `Job ${job.slice(0, 6) || 'of these outputs'} did not run this cell again: its step's inputs ` +
+      `Job ${shortId(job) || 'of these outputs'} did not run this cell again: its step's inputs ` +
       `did not change since job ${from.job} ran step ${from.step}, whose outputs these are. ` +
       'Click to open that job. To run it again, use Run on cluster with "Ignore cached results".';
   }

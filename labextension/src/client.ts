@@ -101,22 +101,6 @@ export class JupyterExtClient {
     return (await this.request<{ jobs: IJob[] }>('jobs')).jobs;
   }
 
-  /**
-   * One page of the user's jobs, newest first: top-level ones, or a sweep's children
-   * (`parent`); `next` is the `before` of the following page (null on the last).
-   */
-  jobs(
-    options: { parent?: string; before?: string; limit?: number } = {}
-  ): Promise<{ jobs: IJob[]; next: string | null }> {
-    const query: { [key: string]: string | number } = {};
-    for (const [key, value] of Object.entries(options)) {
-      if (value !== undefined && value !== null) {
-        query[key] = value;
-      }
-    }
-    return this.request<{ jobs: IJob[]; next: string | null }>('jobs', {}, query);
-  }
-
   /** One job with its steps. */
   getJob(id: string): Promise<IJob> {
     return this.request<IJob>(`jobs/${encodeURIComponent(id)}`);

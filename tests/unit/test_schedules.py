@@ -148,7 +148,7 @@ class World:
 
         self.orch.submit = submit  # type: ignore[method-assign]
         self.clock = clock
-        self.scheduler = Scheduler(store=self.store, orchestrator=self.orch, data_dir=self.data, now=clock, **kw)
+        self.scheduler = Scheduler(store=self.store, orchestrator=self.orch, now=clock, **kw)
 
     async def advance(self, seconds: float, fired: int, timeout: float = 30) -> None:
         """Move the clock on, wake the loop, and wait until `fired` jobs were submitted in all."""
